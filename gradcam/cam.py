@@ -1,0 +1,220 @@
+"""The one GradientTape: activations, gradients, channel weights, the map (batched).
+
+Shapes: ``activations`` and ``gradients`` are (batch, h, w, channels) float32,
+the gradients being d y^c / d A for each image's own class c; every method
+returns class activation maps (batch, h, w), >= 0, not yet normalised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ._tf import import_tf
+from .errors import UsageError
+from .models import (
+    Classifier, LayerInfo, ScoreHead, build_explainer_model, find_score_head,
+    preprocess_function, resolve_layer,
+)
+
+_EPS = 1e-7
+
+
+def _weighted_sum(activations, weights):
+    """ReLU(sum_k weights_k A^k): (B, h, w, K) x (B, K) -> (B, h, w)."""
+    tf, _ = import_tf()
+    return tf.nn.relu(tf.einsum("bhwk,bk->bhw", activations, weights))
+
+
+def gradcam_map(activations, gradients):
+    """Grad-CAM (Selvaraju et al., 2017): alpha_k = mean_ij dy/dA^k_ij; ReLU(sum_k alpha_k A^k)."""
+    tf, _ = import_tf()
+    return _weighted_sum(activations, tf.reduce_mean(gradients, axis=(1, 2)))
+
+
+def counterfactual_map(activations, gradients):
+    """Counterfactual Grad-CAM (Selvaraju et al., 2017): Grad-CAM with negated gradients."""
+    return gradcam_map(activations, -gradients)
+
+
+def gradcam_plus_plus_map(activations, gradients):
+    """Grad-CAM++ (Chattopadhay et al., 2018), closed form for an exponential score.
+
+    alpha_ij^k = g^2 / (2 g^2 + sum_ab A^k_ab g^3)  (0 where the denominator is 0),
+    w_k = sum_ij alpha_ij^k ReLU(g_ij^k); map = ReLU(sum_k w_k A^k), with g = dy/dA.
+    """
+    tf, _ = import_tf()
+    g2 = tf.square(gradients)
+    g3 = g2 * gradients
+    sum_a = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    denominator = 2.0 * g2 + sum_a * g3
+    safe = tf.where(tf.abs(denominator) > _EPS, denominator, tf.ones_like(denominator))
+    alpha = tf.where(tf.abs(denominator) > _EPS, g2 / safe, tf.zeros_like(g2))
+    weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
+    return _weighted_sum(activations, weights)
+
+
+def hirescam_map(activations, gradients):
+    """HiResCAM (Draelos & Carin, 2020): ReLU(sum_k dy/dA^k (element-wise) A^k), no averaging."""
+    tf, _ = import_tf()
+    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
+
+
+def layercam_map(activations, gradients):
+    """LayerCAM (Jiang et al., 2021): ReLU(sum_k ReLU(dy/dA^k) (element-wise) A^k)."""
+    tf, _ = import_tf()
+    return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+
+
+def xgradcam_map(activations, gradients):
+    """XGrad-CAM (Fu et al., 2020): w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij."""
+    tf, _ = import_tf()
+    total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    share = tf.math.divide_no_nan(activations, total)
+    return _weighted_sum(activations, tf.reduce_sum(share * gradients, axis=(1, 2)))
+
+
+#: ``--method`` name -> map function.
+METHODS: dict[str, Callable] = {
+    "gradcam": gradcam_map,
+    "gradcam++": gradcam_plus_plus_map,
+    "hirescam": hirescam_map,
+    "layercam": layercam_map,
+    "xgradcam": xgradcam_map,
+    "counterfactual": counterfactual_map,
+}
+
+
+@dataclass
+class BatchResult:
+    """What one compiled step returns, as NumPy.
+
+    cams: float32 (B, h, w), >= 0, not normalised.
+    class_index: int (B,) the explained class of each image.
+    probabilities: float32 (B, C) the model's probabilities (see ScoreHead).
+    """
+
+    cams: np.ndarray
+    class_index: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def probability(self) -> np.ndarray:
+        """float32 (B,) probability of each image's explained class."""
+        return self.probabilities[np.arange(len(self.class_index)), self.class_index]
+
+
+class Explainer:
+    """Grad-CAM (or another CAM method) for one model and one layer.
+
+    The forward pass, the gradient and the weighted sum run in one
+    ``tf.function`` with a fixed image size and a free batch size, traced once.
+
+    Args:
+        model: a :class:`~gradcam.models.Classifier`, or a Keras model (then
+            give ``input_size`` and ``preprocess`` if they are not the defaults).
+        layer: layer path or name; default: the last convolutional feature map.
+        method: a key of :data:`METHODS`.
+    """
+
+    def __init__(self, model, layer: str | None = None, method: str = "gradcam",
+                 preprocess: str | None = None, input_size: tuple[int, int] | None = None):
+        tf, keras = import_tf()
+        if not isinstance(model, Classifier):
+            shape = tuple(model.inputs[0].shape)
+            size = input_size or ((shape[1], shape[2]) if shape[1] else (224, 224))
+            model = Classifier(model, model.name, tuple(size), preprocess or "none")
+        if method not in METHODS:
+            raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        self.classifier = model
+        self.method = method
+        self.input_size: tuple[int, int] = tuple(input_size or model.input_size)
+        self.target: LayerInfo = resolve_layer(model.model, layer)
+        self.head: ScoreHead = find_score_head(model.model)
+        self._explainer = build_explainer_model(model.model, self.target, self.head)
+        score_shape = tuple(self._explainer.outputs[1].shape)
+        if len(score_shape) != 2:
+            raise UsageError(f"the model's output has shape {score_shape}; a classifier's is (batch, classes)")
+        self._binary = score_shape[1] == 1
+        self.num_classes: int = 2 if self._binary else int(score_shape[1])
+        self._preprocess = preprocess_function(preprocess or model.preprocess)
+        self._map = METHODS[method]
+        height, width = self.input_size
+        self._step = tf.function(
+            self._compute,
+            input_signature=[
+                tf.TensorSpec((None, height, width, 3), tf.float32),
+                tf.TensorSpec((None,), tf.int32),
+            ],
+        )
+
+    @property
+    def layer_name(self) -> str:
+        """Path of the explained layer (``vgg19/block5_conv4`` when nested)."""
+        return self.target.path
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.classifier.class_names
+
+    def class_name(self, index: int) -> str | None:
+        names = self.class_names
+        return names[index] if names is not None and 0 <= index < len(names) else None
+
+    def _scores_and_probabilities(self, raw):
+        """Per-class scores (B, C) and probabilities (B, C) from the model's last layer."""
+        tf, _ = import_tf()
+        activation = self.head.activation
+        if self._binary:  # one output: class 1 is the output, class 0 its negation
+            if activation == "none":
+                return tf.concat([1.0 - raw, raw], axis=1), tf.concat([1.0 - raw, raw], axis=1)
+            positive = tf.sigmoid(raw)
+            return tf.concat([-raw, raw], axis=1), tf.concat([1.0 - positive, positive], axis=1)
+        if activation == "softmax":
+            return raw, tf.nn.softmax(raw, axis=-1)
+        if activation == "sigmoid":
+            return raw, tf.sigmoid(raw)
+        return raw, raw
+
+    def _compute(self, images, class_index):
+        """images float32 (B, H, W, 3) in [0, 255]; class_index int32 (B,), -1 = top-1."""
+        tf, _ = import_tf()
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(images)  # so frozen (non-trainable) models are recorded too
+            activations, raw = self._explainer(self._preprocess(images), training=False)
+            scores, probabilities = self._scores_and_probabilities(tf.cast(raw, tf.float32))
+            top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            chosen = tf.where(class_index >= 0, class_index, top)
+            score = tf.gather(scores, chosen, axis=1, batch_dims=1)
+        gradients = tape.gradient(score, activations)
+        activations = tf.cast(activations, tf.float32)
+        cams = self._map(activations, tf.cast(gradients, tf.float32))
+        return cams, chosen, probabilities
+
+    def check_class_index(self, class_index: int) -> None:
+        """Raise UsageError unless 0 <= class_index < number of classes."""
+        if not 0 <= class_index < self.num_classes:
+            raise UsageError(f"class index {class_index} is out of range: the model has "
+                             f"{self.num_classes} classes (0-{self.num_classes - 1})")
+
+    def explain_batch(self, images: np.ndarray, class_index: int | Sequence[int] | None = None) -> BatchResult:
+        """Explain a batch of resized photos in one forward/backward pass.
+
+        Args:
+            images: float32 (B, H, W, 3), values 0-255, at ``input_size``; not modified.
+            class_index: None (each image's top-1 class), one index for all,
+                or one index per image.
+        """
+        tf, _ = import_tf()
+        batch = np.asarray(images, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:3] != tuple(self.input_size):
+            raise ValueError(f"images must be (B, {self.input_size[0]}, {self.input_size[1]}, 3); got {batch.shape}")
+        if class_index is None:
+            wanted = np.full(len(batch), -1, dtype=np.int32)
+        else:
+            wanted = np.broadcast_to(np.asarray(class_index, dtype=np.int32), (len(batch),)).copy()
+            for index in np.unique(wanted):
+                self.check_class_index(int(index))
+        cams, chosen, probabilities = self._step(tf.constant(batch), tf.constant(wanted))
+        return BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy())

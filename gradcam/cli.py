@@ -1,0 +1,189 @@
+"""Command line: parses arguments, calls the library, prints, and picks exit codes.
+
+Imports only the standard library at module level, so ``gradcam --help`` and
+``gradcam --version`` answer without loading TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import GradcamError, UsageError
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+MODEL_NAMES = ("vgg16", "vgg19", "resnet50", "resnet50v2", "mobilenetv2", "efficientnetb0",
+               "inceptionv3", "xception", "densenet121", "convnext_tiny")
+METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcam",
+        description="Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos.",
+        epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case); hidden files "
+                "and other files are ignored. Exit status: 0 all explained, 1 some input failed or the "
+                "model could not be loaded, 2 wrong arguments, 130 interrupted."),
+    )
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders")
+    parser.add_argument("--version", action="version", version=f"gradcam {__version__}")
+    parser.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+    parser.add_argument("-o", "--output", default="gradcam_output", metavar="DIR",
+                        help="output folder (default: %(default)s)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="vgg19", metavar="NAME|PATH",
+                       help=f"{', '.join(MODEL_NAMES)}, or a saved .keras/.h5 model (default: %(default)s)")
+    model.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
+                       help="imagenet (downloaded and cached by Keras on first use), a local weights file "
+                            "(.h5 or .weights.h5) for offline use, or random (untrained, for testing)")
+    model.add_argument("--preprocess", default=None, metavar="NAME",
+                       help="keras.applications preprocessing family (vgg19, resnet, ...) or none; "
+                            "default: the architecture's own, none for model files")
+    model.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    explain = parser.add_argument_group("explanation")
+    explain.add_argument("--layer", default=None, metavar="NAME",
+                         help="layer to explain, by name or nested path (default: the last convolutional "
+                              "feature map, e.g. block5_conv4 for VGG19)")
+    explain.add_argument("--list-layers", action="store_true", help="list the layers that can be explained and exit")
+    explain.add_argument("--class-index", type=int, default=None, metavar="N",
+                         help="explain class N instead of the top-1 prediction")
+    explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--alpha", type=float, default=0.4, metavar="A",
+                        help="opacity of the heatmap over the photo, 0-1 (default: %(default)s)")
+    output.add_argument("--colormap", default="jet", metavar="NAME", help="matplotlib colormap (default: %(default)s)")
+    output.add_argument("--save-npy", action="store_true",
+                        help="also write the heatmap at the photo's size as float32 .npy in [0, 1]")
+    output.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: %(default)s)")
+    run.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                     help="refuse images with more pixels than this (default: %(default)s)")
+    run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argparse error (already printed)
+        return int(exc.code or 0)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        return _run(args)
+    except GradcamError as exc:
+        print(f"gradcam: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gradcam: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be between 0 and 1, not {args.alpha}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, not {args.max_pixels}")
+    if args.class_index is not None and args.class_index < 0:
+        raise UsageError(f"class index {args.class_index} is out of range: it cannot be negative")
+    from .render import get_colormap
+    get_colormap(args.colormap)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .models import describe_layers, load_classifier
+
+    if args.list_layers:
+        weights = "random" if args.weights == "imagenet" else args.weights  # the layers need no trained weights
+        classifier = load_classifier(args.model, weights, args.preprocess, args.labels, args.verbose)
+        print("\n".join(describe_layers(classifier.model)))
+        return EXIT_OK
+    if not args.inputs:
+        raise UsageError("no input given: name image files or folders (see gradcam --help)")
+    _check_options(args)
+
+    from .images import discover_inputs
+    from .pipeline import RunOptions, prepare_output_dir
+
+    items = discover_inputs(args.inputs, args.recursive)
+    output_dir = Path(args.output)
+    prepare_output_dir(output_dir)
+    if not items:
+        print(f"gradcam: no images found in {', '.join(args.inputs)} "
+              f"(add --recursive for sub-folders)", file=sys.stderr)
+        return EXIT_FAILED
+
+    from .cam import Explainer
+
+    classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
+    explainer = Explainer(classifier, args.layer, args.method)
+    if args.class_index is not None:
+        explainer.check_class_index(args.class_index)
+    for note in classifier.notes:
+        print(f"gradcam: note: {note}", file=sys.stderr)
+    how = "" if args.layer else " (default)"
+    print(f"gradcam: {len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
+          f"method {args.method}, scores {explainer.head.kind}")
+    options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
+                         colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
+                         class_index=args.class_index, max_pixels=args.max_pixels)
+    folders = any(Path(p).is_dir() for p in args.inputs)
+    summary = _run_with_progress(explainer, items, options, show_each=not folders)
+    return _report(summary, output_dir)
+
+
+def _run_with_progress(explainer, items, options, show_each: bool):
+    from tqdm import tqdm
+
+    from .pipeline import run
+
+    with tqdm(total=len(items), unit="img", file=sys.stderr, disable=None if not show_each else True,
+              dynamic_ncols=True) as bar:
+        def on_record(record: dict) -> None:
+            bar.update(1)
+            if show_each:
+                print(_record_line(record))
+        return run(explainer, items, options, on_record=on_record)
+
+
+def _record_line(record: dict) -> str:
+    if record["status"] == "error":
+        return f"{record['input']}: error: {record['error']}"
+    if record["status"] == "skipped":
+        return f"{record['input']}: skipped, {record['overlay']} exists (use --overwrite to redo)"
+    name = record["class_name"] or "class"
+    zero = " [heatmap is zero everywhere]" if record["zero_heatmap"] else ""
+    return (f"{record['input']}: {name} ({record['class_index']}), p={record['probability']:.3f} "
+            f"-> {record['overlay']}{zero}")
+
+
+def _report(summary, output_dir: Path) -> int:
+    if summary.failures and summary.failed <= 20 and summary.total > 1:
+        for path, reason in summary.failures:
+            print(f"failed: {path}: {reason}", file=sys.stderr)
+    stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else ""
+    print(f"gradcam: {summary.explained} explained, {summary.skipped} skipped, {summary.failed} failed"
+          f"{stopped}; outputs in {output_dir}/ (manifest.jsonl)")
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,225 @@
+"""Finding input images, decoding them with Pillow, and the tool's image errors.
+
+Every decoding failure becomes an :class:`~gradcam.errors.ImageError`, whatever
+Pillow raised, so one bad file never stops a folder run.
+"""
+from __future__ import annotations
+
+import os
+import unicodedata
+import warnings
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+import numpy as np
+
+from .errors import ImageError, UsageError
+
+#: File extensions (lower-case) that are read; others in a folder are ignored.
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif",
+    ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm",
+)
+
+#: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
+DEFAULT_MAX_PIXELS: int = 100_000_000
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image to explain.
+
+    ``path`` is where it is read from; ``relative`` is the POSIX-style path of
+    its outputs under the output folder, without the output suffix.
+    """
+
+    path: Path
+    relative: str
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` has one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _walk_folder(root: Path, recursive: bool) -> Iterable[tuple[Path, PurePosixPath]]:
+    """Yield (file path, path relative to root) for the image files under ``root``.
+
+    Hidden files and folders (a leading dot) are skipped; folders reached
+    through symbolic links are entered once at most, so link loops end.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    stack: list[tuple[Path, PurePosixPath]] = [(root, PurePosixPath())]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            continue
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links; broken links are False
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive:
+                    subfolders.append((Path(entry.path), rel / entry.name))
+            elif is_image_name(entry.name):
+                yield Path(entry.path), rel / entry.name
+        stack.extend(reversed(subfolders))
+
+
+def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False) -> list[InputImage]:
+    """Expand files and folders into the list of images to explain.
+
+    A file named directly is always read (whatever its extension) and its
+    outputs go to the top of the output folder; a folder contributes its image
+    files, keeping their sub-folder structure. Two inputs never share an
+    output name: a later clash (also one that differs only in case) gets
+    ``-2``, ``-3``... appended, in input order, so reruns map identically.
+
+    Raises:
+        UsageError: a path does not exist.
+    """
+    found: list[tuple[Path, PurePosixPath]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(_walk_folder(path, recursive))
+        elif path.exists():
+            found.append((path, PurePosixPath(path.name)))
+        else:
+            raise UsageError(f"no such file or folder: {raw}")
+    taken: set[str] = set()
+    items: list[InputImage] = []
+    for path, rel in found:
+        relative = str(rel)
+        candidate, n = relative, 1
+        while _clash_key(candidate) in taken:
+            n += 1
+            candidate = f"{relative}-{n}"
+        taken.add(_clash_key(candidate))
+        items.append(InputImage(path=path, relative=candidate))
+    return items
+
+
+def _clash_key(relative: str) -> str:
+    """Key under which two output names would collide on any file system."""
+    return unicodedata.normalize("NFC", relative).casefold()
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file into an upright RGB array.
+
+    The first frame of an animation is used; EXIF orientation is applied;
+    transparency is composited on white; 16-bit and float images are scaled
+    to 8 bits.
+
+    Returns:
+        uint8 array of shape (H, W, 3).
+
+    Raises:
+        ImageError: the file is not a readable image, or has more than
+            ``max_pixels`` pixels (checked from the header, before decoding).
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"image is too large: {width}x{height} pixels is more than the limit of "
+                        f"{max_pixels:,} (raise it with --max-pixels)"
+                    )
+                if width < 1 or height < 1:
+                    raise ImageError(f"image has no pixels ({width}x{height})")
+                image.seek(0)
+                image.load()
+                upright = ImageOps.exif_transpose(image) if _has_orientation(image) else image
+                rgb = _to_rgb_array(upright)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("not enough memory to decode this image") from None
+    except Exception as exc:  # Pillow raises many types for bad files
+        raise ImageError(f"not a readable image ({_describe(exc)})") from None
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise ImageError(f"image is too large: more than {max_pixels:,} pixels")
+    return rgb
+
+
+def _has_orientation(image) -> bool:
+    try:
+        return image.getexif().get(0x0112, 1) not in (1, None)
+    except Exception:
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "cannot identify image file" in text:
+        return "unknown or damaged format"
+    return text[:200]
+
+
+def _to_rgb_array(image) -> np.ndarray:
+    """Convert a loaded Pillow image of any mode to a uint8 (H, W, 3) array."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F" and values.size and np.nanmax(values) <= 1.0:
+            scale = 255.0
+        elif mode.startswith("I;16") or (values.size and np.nanmax(values) > 255):
+            scale = 255.0 / 65535.0
+        else:
+            scale = 1.0
+        grey = np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb_image = Image.alpha_composite(background, rgba).convert("RGB")
+    else:
+        rgb_image = image.convert("RGB")
+    array = np.asarray(rgb_image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"unexpected pixel layout {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB photo to the model's input size with bilinear filtering.
+
+    Args:
+        rgb: uint8 array (H, W, 3).
+        size: (height, width) of the model input.
+
+    Returns:
+        float32 array (height, width, 3) with values in [0, 255], not yet
+        preprocessed for the model.
+    """
+    from PIL import Image
+
+    height, width = size
+    resized = Image.fromarray(rgb).resize((width, height), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)

@@ -1,0 +1,221 @@
+"""The folder run: decoding ahead of the model, rendering behind it, manifest and resume.
+
+Stages, each bounded so memory does not grow with the folder:
+decode pool (Pillow) -> batches -> one compiled step per batch (main thread)
+-> render pool (zoom, colour, PNG/.npy writes) -> manifest line + progress.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import ImageError, OutputError
+from .heatmap import normalize, upsample
+from .images import DEFAULT_MAX_PIXELS, InputImage, load_image, resize_for_model
+from .render import overlay, save_npy, save_png
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+@dataclass
+class RunOptions:
+    """Settings of one run (the CLI's options)."""
+
+    output_dir: Path
+    batch_size: int = 8
+    alpha: float = 0.4
+    colormap: str = "jet"
+    save_npy: bool = False
+    overwrite: bool = False
+    class_index: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
+
+
+@dataclass
+class Summary:
+    """Counts of one run; ``interrupted`` when it was stopped early."""
+
+    total: int
+    explained: int = 0
+    skipped: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.explained + self.skipped + self.failed
+
+
+def output_paths(item: InputImage, output_dir: Path) -> tuple[Path, Path]:
+    """(overlay PNG, heatmap .npy) paths of an input, always inside ``output_dir``."""
+    root = Path(output_dir).resolve()
+    overlay_path = (root / f"{item.relative}.png").resolve()
+    if root not in overlay_path.parents:
+        raise OutputError(f"output for {item.path} would leave the output folder")
+    return overlay_path, overlay_path.with_suffix(".npy")
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Create the output folder and prove it is writable, before any model is loaded."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".gradcam-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(f"cannot write to output folder {output_dir}: {reason}") from None
+
+
+def _record(item: InputImage, status: str, run_id: str, **values) -> dict:
+    base = {
+        "input": str(item.path), "status": status, "error": None, "class_index": None,
+        "class_name": None, "probability": None, "layer": None, "method": None, "model": None,
+        "overlay": None, "heatmap": None, "zero_heatmap": None, "run": run_id,
+    }
+    base.update(values)
+    return base
+
+
+def _decode(item: InputImage, size: tuple[int, int], max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    photo = load_image(item.path, max_pixels)
+    return photo, resize_for_model(photo, size)
+
+
+def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_path: Path | None,
+                   alpha: float, colormap: str) -> bool:
+    """Normalise, upsample to the photo, write the overlay (and .npy). Returns True if the map is all zero."""
+    heatmap, is_zero = normalize(cam)
+    big = upsample(heatmap, photo.shape[:2])
+    save_png(overlay_path, overlay(photo, big, alpha, colormap))
+    if npy_path is not None:
+        save_npy(npy_path, big)
+    return is_zero
+
+
+class _Manifest:
+    """Appends one JSON line per record to OUTPUT/manifest.jsonl, flushed at once."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = Path(output_dir).resolve()
+        self._file = open(self.output_dir / MANIFEST_NAME, "a", encoding="utf-8")
+
+    def relative(self, path: Path | None) -> str | None:
+        return None if path is None else Path(path).relative_to(self.output_dir).as_posix()
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int | None = None,
+        on_record: Callable[[dict], None] | None = None) -> Summary:
+    """Explain every input, writing outputs and manifest lines as they finish.
+
+    A KeyboardInterrupt stops the run cleanly: finished work is in the
+    manifest and ``Summary.interrupted`` is set.
+    """
+    items = list(items)
+    summary = Summary(total=len(items) if total is None else total)
+    run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest = _Manifest(options.output_dir)
+    common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
+    batch_size = max(1, options.batch_size)
+    decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-decode")
+    render_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-render")
+    decoding: collections.deque = collections.deque()
+    rendering: collections.deque = collections.deque()
+    batch: list = []
+
+    def emit(record: dict) -> None:
+        status = record["status"]
+        if status == "ok":
+            summary.explained += 1
+        elif status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((record["input"], record["error"]))
+        manifest.write(record)
+        if on_record is not None:
+            on_record(record)
+
+    def finish_render(limit: int) -> None:
+        while len(rendering) > limit:
+            item, future, values = rendering.popleft()
+            try:
+                zero = future.result()
+                emit(_record(item, "ok", run_id, zero_heatmap=zero, **values))
+            except Exception as exc:  # disk full, permission denied...
+                emit(_record(item, "error", run_id, error=f"cannot write output: {exc}", **common))
+
+    def explain(pending: list) -> None:
+        resized = np.stack([entry[2] for entry in pending])
+        result = explainer.explain_batch(resized, options.class_index)
+        for i, (item, photo, _) in enumerate(pending):
+            overlay_path, npy_path = output_paths(item, options.output_dir)
+            npy_path = npy_path if options.save_npy else None
+            index = int(result.class_index[i])
+            values = dict(common, class_index=index, class_name=explainer.class_name(index),
+                          probability=float(result.probability[i]),
+                          overlay=manifest.relative(overlay_path), heatmap=manifest.relative(npy_path))
+            future = render_pool.submit(render_outputs, photo, result.cams[i], overlay_path, npy_path,
+                                        options.alpha, options.colormap)
+            rendering.append((item, future, values))
+            finish_render(2 * batch_size)
+
+    def take_decoded(limit: int) -> None:
+        while len(decoding) > limit:
+            item, future = decoding.popleft()
+            try:
+                photo, resized = future.result()
+            except ImageError as exc:
+                emit(_record(item, "error", run_id, error=str(exc), **common))
+                continue
+            batch.append((item, photo, resized))
+            if len(batch) == batch_size:
+                explain(batch)
+                batch.clear()
+
+    try:
+        for item in items:
+            overlay_path, npy_path = output_paths(item, options.output_dir)
+            wanted = [overlay_path] + ([npy_path] if options.save_npy else [])
+            if not options.overwrite and all(path.exists() for path in wanted):
+                emit(_record(item, "skipped", run_id, overlay=manifest.relative(overlay_path),
+                             heatmap=manifest.relative(npy_path) if options.save_npy else None, **common))
+                continue
+            decoding.append((item, decode_pool.submit(_decode, item, explainer.input_size, options.max_pixels)))
+            take_decoded(2 * batch_size)
+        take_decoded(0)
+        if batch:
+            explain(batch)
+            batch.clear()
+        finish_render(0)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for _, future in decoding:
+            future.cancel()
+        for item, future, values in list(rendering):  # keep what already finished writing
+            if future.done() and not future.cancelled() and future.exception() is None:
+                emit(_record(item, "ok", run_id, zero_heatmap=future.result(), **values))
+    finally:
+        decode_pool.shutdown(wait=False, cancel_futures=True)
+        render_pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
+        manifest.close()
+    return summary

@@ -1,0 +1,93 @@
+"""Colouring and overlaying heatmaps with matplotlib; atomic PNG and .npy writes."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+
+def get_colormap(name: str):
+    """Return the matplotlib colormap called ``name``.
+
+    Raises:
+        UsageError: no such colormap.
+    """
+    import matplotlib
+
+    try:
+        return matplotlib.colormaps[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"unknown colormap {name!r}{hint}") from None
+
+
+def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """Map a heatmap (H, W) in [0, 1] to colours: uint8 (H, W, 3)."""
+    rgba = get_colormap(colormap)(np.asarray(heatmap, dtype=np.float32), bytes=True)
+    return rgba[:, :, :3]
+
+
+def overlay(photo: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """Blend the coloured heatmap over the photo.
+
+    Args:
+        photo: uint8 (H, W, 3).
+        heatmap: float (H, W) in [0, 1], same H and W as the photo.
+        alpha: opacity of the heatmap, 0 (photo only) to 1 (heatmap only).
+
+    Returns:
+        uint8 (H, W, 3): ``(1 - alpha) * photo + alpha * colour``, rounded.
+    """
+    if photo.shape[:2] != heatmap.shape:
+        raise ValueError(f"photo {photo.shape[:2]} and heatmap {heatmap.shape} differ in size")
+    colour = colorize(heatmap, colormap).astype(np.float32)
+    blended = (1.0 - alpha) * photo.astype(np.float32) + alpha * colour
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Save a uint8 (H, W, 3) image as PNG with matplotlib, atomically."""
+    import matplotlib.image
+
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, image, format="png", pil_kwargs={"compress_level": 1})
+    _atomic_write(Path(path), buffer.getvalue())
+
+
+def save_npy(path: str | os.PathLike, heatmap: np.ndarray) -> None:
+    """Save a heatmap as float32 .npy, atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(heatmap, dtype=np.float32), allow_pickle=False)
+    _atomic_write(Path(path), buffer.getvalue())
