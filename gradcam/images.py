@@ -136,6 +136,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     from PIL import Image, ImageOps
 
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, as the caller asked
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -154,6 +156,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 rgb = _to_rgb_array(upright)
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image is too large ({_describe(exc)}); raise the limit with --max-pixels") from None
     except MemoryError:
         raise ImageError("not enough memory to decode this image") from None
     except Exception as exc:  # Pillow raises many types for bad files

@@ -133,6 +133,7 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
     items = list(items)
     summary = Summary(total=len(items) if total is None else total)
     run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    prepare_output_dir(options.output_dir)
     manifest = _Manifest(options.output_dir)
     common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
     batch_size = max(1, options.batch_size)

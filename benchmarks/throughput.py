@@ -1,0 +1,122 @@
+"""Throughput and memory of a whole gradcam folder run against bare model.predict.
+
+Builds N synthetic JPEG photos in a temporary folder, times
+  1. bare forward: ``model.predict`` of VGG19 on the same batch size, and
+  2. the full pipeline (decode, resize, forward + gradient + weighted sum,
+     upsample, colour, PNG encode, atomic write, manifest),
+and prints images/s for both, their ratio and the peak resident memory.
+Start-up (imports, model build, the first compiled batch) is excluded from
+both. Random weights: speed does not depend on the values. Works offline.
+
+    python benchmarks/throughput.py --images 64 --batch-size 8
+    python benchmarks/throughput.py --memory 32 512   # peak RSS of separate runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_folder(folder: Path, count: int, size=(640, 480)) -> None:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    for i in range(count):
+        tile = np.roll(base, i, axis=1)
+        photo = Image.fromarray(tile).resize(size, Image.BILINEAR)
+        photo.save(folder / f"photo_{i:05d}.jpg", quality=90)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(count: int, batch_size: int, model_name: str, skip_bare: bool) -> dict:
+    from gradcam.cam import Explainer
+    from gradcam.images import discover_inputs
+    from gradcam.models import load_classifier
+    from gradcam.pipeline import RunOptions, run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, out = Path(tmp) / "photos", Path(tmp) / "out"
+        folder.mkdir()
+        make_folder(folder, count)
+        classifier = load_classifier(model_name, "random")
+        explainer = Explainer(classifier)
+        h, w = classifier.input_size
+        result = {"images": count, "batch_size": batch_size, "model": model_name}
+
+        if not skip_bare:
+            from gradcam.models import preprocess_function
+
+            batch = preprocess_function(classifier.preprocess)(
+                np.random.default_rng(1).uniform(0, 255, (count, h, w, 3)).astype(np.float32))
+            classifier.model.predict(batch[:batch_size], batch_size=batch_size, verbose=0)  # warm-up
+            start = time.perf_counter()
+            classifier.model.predict(batch, batch_size=batch_size, verbose=0)
+            result["bare_images_per_s"] = count / (time.perf_counter() - start)
+            del batch
+
+        explainer.explain_batch(np.zeros((batch_size, h, w, 3), np.float32))  # trace once, as a run would
+        items = discover_inputs([folder])
+        stamps: list[float] = []
+        start = time.perf_counter()
+        run(explainer, items, RunOptions(output_dir=out, batch_size=batch_size), on_record=lambda r: stamps.append(time.perf_counter()))
+        total = time.perf_counter() - start
+        # steady state: from the first written output to the last
+        steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+        result["pipeline_images_per_s"] = steady
+        result["pipeline_wall_images_per_s"] = count / total
+        if "bare_images_per_s" in result:
+            result["ratio"] = steady / result["bare_images_per_s"]
+        result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--model", default="vgg19")
+    parser.add_argument("--memory", type=int, nargs="*", metavar="N",
+                        help="run the pipeline alone in a fresh process for each N and compare peak RSS")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--skip-bare", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.memory:
+        peaks = {}
+        for n in args.memory:
+            done = subprocess.run([sys.executable, __file__, "--images", str(n), "--batch-size", str(args.batch_size),
+                                   "--model", args.model, "--skip-bare", "--json"], capture_output=True, text=True, check=True)
+            peaks[n] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+            print(f"{n:6d} images: peak RSS {peaks[n]:8.1f} MB")
+        low, high = min(peaks), max(peaks)
+        print(f"growth from {low} to {high} images: {peaks[high] - peaks[low]:+.1f} MB")
+        return 0
+    from gradcam._tf import import_tf
+
+    tf, _ = import_tf()
+    result = measure(args.images, args.batch_size, args.model, args.skip_bare)
+    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    result["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for key, value in result.items():
+        print(f"{key:>28}: {value:.2f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The command line, called as main([...]) and, where a process matters, as a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_photo
+from gradcam.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def tiny(tiny_model_file, *args):
+    return ["--model", str(tiny_model_file), *args]
+
+
+def test_help_and_version_do_not_import_tensorflow():
+    code = ("import sys; from gradcam.cli import main; rc = main(['--help']); rc2 = main(['--version']); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'; sys.exit(rc or rc2)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "--layer" in done.stdout and "gradcam 0" in done.stdout and ".jpeg" in done.stdout
+
+
+def test_python_dash_m(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gradcam", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("gradcam ")
+
+
+def test_vgg19_end_to_end_sizes(tmp_path, capsys):
+    photo = write_photo(tmp_path / "in" / "wide photo.jpg", (300, 170))
+    out = tmp_path / "out"
+    rc = main([str(photo), "--weights", "random", "-o", str(out), "--save-npy", "--layer", "block5_conv4"])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "block5_conv4" in printed.out and "Traceback" not in printed.err
+    overlay = Image.open(out / "wide photo.jpg.png")
+    assert overlay.size == (300, 170) and overlay.format == "PNG"
+    heatmap = np.load(out / "wide photo.jpg.npy")
+    assert heatmap.shape == (170, 300) and heatmap.dtype == np.float32
+    assert heatmap.min() >= 0 and heatmap.max() <= 1
+    (record,) = manifest(out)
+    for key in ("input", "status", "error", "class_index", "class_name", "probability", "layer", "overlay", "heatmap"):
+        assert key in record
+    assert record["status"] == "ok" and record["layer"] == "block5_conv4"
+    assert record["class_name"] and 0 <= record["class_index"] < 1000 and 0 < record["probability"] <= 1
+    assert record["heatmap"] == "wide photo.jpg.npy"
+
+
+def test_default_layer_named_and_list_layers(tmp_path, tiny_model_file, capsys):
+    assert main(tiny(tiny_model_file, "--list-layers")) == 0
+    listing = capsys.readouterr().out
+    assert "last_conv" in listing and "<- default" in listing and "gap" not in listing
+    photo = write_photo(tmp_path / "p.png")
+    assert main(tiny(tiny_model_file, str(photo), "-o", str(tmp_path / "o"))) == 0
+    assert "layer last_conv (default)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layer", "last_cnv"], "closest: last_conv"),
+    (["--layer", "gap"], "Grad-CAM needs a convolutional layer"),
+    (["--class-index", "3"], "out of range"),
+    (["--class-index", "-1"], "out of range"),
+    (["--alpha", "1.5"], "--alpha"),
+    (["--colormap", "nope"], "unknown colormap"),
+])
+def test_usage_errors_exit_2(tmp_path, tiny_model_file, capsys, args, message):
+    photo = write_photo(tmp_path / "p.png")
+    rc = main(tiny(tiny_model_file, str(photo), "-o", str(tmp_path / "o"), *args))
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_input_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.jpg")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_no_input_exit_2(capsys):
+    assert main([]) == 2
+
+
+def test_labels_and_class_names(tmp_path, tiny_model_file):
+    photo = write_photo(tmp_path / "p.png")
+    out = tmp_path / "o"
+    labels = tiny_model_file.parent / "labels.txt"
+    assert main(tiny(tiny_model_file, str(photo), "-o", str(out), "--labels", str(labels), "--class-index", "1")) == 0
+    (record,) = manifest(out)
+    assert record["class_index"] == 1 and record["class_name"] == "banana"
+
+
+def messy_folder(root: Path) -> None:
+    write_photo(root / "good1.jpg")
+    write_photo(root / "good2.png", mode="RGBA")
+    write_photo(root / "sub" / "good3.webp")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.png").write_text("not an image")
+    (root / "readme.txt").write_text("ignored")
+
+
+def test_folder_with_bad_files(tmp_path, tiny_model_file, capsys):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    messy_folder(root)
+    rc = main(tiny(tiny_model_file, str(root), "-r", "-o", str(out), "--batch-size", "2"))
+    captured = capsys.readouterr()
+    assert rc == 1
+    records = {Path(r["input"]).name: r for r in manifest(out)}
+    assert set(records) == {"good1.jpg", "good2.png", "good3.webp", "empty.jpg", "text.png"}
+    assert {n for n, r in records.items() if r["status"] == "ok"} == {"good1.jpg", "good2.png", "good3.webp"}
+    assert records["empty.jpg"]["status"] == "error" and records["empty.jpg"]["error"]
+    assert (out / "sub" / "good3.webp.png").is_file()
+    assert "3 explained, 0 skipped, 2 failed" in captured.out
+    assert "empty.jpg" in captured.err and "Traceback" not in captured.err
+
+
+def test_rerun_skips_and_overwrite_redoes(tmp_path, tiny_model_file, capsys):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    write_photo(root / "a.jpg")
+    write_photo(root / "a.png")  # same stem: must not collide
+    assert main(tiny(tiny_model_file, str(root), "-o", str(out))) == 0
+    assert {p.name for p in out.glob("*.png")} == {"a.jpg.png", "a.png.png"}
+    stamp = (out / "a.jpg.png").stat().st_mtime_ns
+    assert main(tiny(tiny_model_file, str(root), "-o", str(out))) == 0
+    assert "0 explained, 2 skipped" in capsys.readouterr().out
+    assert (out / "a.jpg.png").stat().st_mtime_ns == stamp
+    assert main(tiny(tiny_model_file, str(root), "-o", str(out), "--overwrite")) == 0
+    assert "2 explained, 0 skipped" in capsys.readouterr().out
+    runs = manifest(out)
+    assert [r["status"] for r in runs] == ["ok", "ok", "skipped", "skipped", "ok", "ok"]
+
+
+def test_unwritable_output_exit_1_before_model(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    photo = write_photo(tmp_path / "p.png")
+    # a model name that would fail to load proves the output check comes first
+    rc = main([str(photo), "-o", str(blocker / "out"), "--model", str(tmp_path / "none.keras")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "cannot write to output folder" in err
+
+
+def test_zero_heatmap_recorded(tmp_path, capsys):
+    from conftest import keras
+
+    k = keras()
+    inputs = k.Input((8, 8, 3))
+    x = k.layers.Conv2D(2, 1, kernel_initializer="zeros", name="conv")(inputs)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(x))
+    path = tmp_path / "zero.keras"
+    model.save(path)
+    photo = write_photo(tmp_path / "p.png")
+    out = tmp_path / "o"
+    assert main(["--model", str(path), str(photo), "-o", str(out), "--save-npy"]) == 0
+    (record,) = manifest(out)
+    assert record["zero_heatmap"] is True
+    heatmap = np.load(out / "p.png.npy")
+    assert not np.isnan(heatmap).any() and heatmap.max() == 0
+    assert "zero everywhere" in capsys.readouterr().out
+
+
+def run_cli(args, env=None, **kwargs):
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "gradcam", *args], capture_output=True, text=True,
+                          env=full_env, **kwargs)
+
+
+def test_imagenet_weights_offline_message(tmp_path):
+    """No network: stop fast, name the file, say how to pass --weights, exit 1, no traceback."""
+    photo = write_photo(tmp_path / "p.png")
+    block = tmp_path / "sitecustomize.py"
+    block.write_text("import socket\n"
+                     "def _no(*a, **k):\n    raise OSError('network is unreachable (blocked by the test)')\n"
+                     "socket.socket.connect = _no\nsocket.getaddrinfo = _no\n")
+    env = {"KERAS_HOME": str(tmp_path / "keras_home"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "gradcam", str(photo), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=dict(os.environ, **env), timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels.h5" in done.stderr and "--weights" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_weights_file_missing_and_broken(tmp_path, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    assert main([str(photo), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "none.h5")]) == 2
+    assert "weights file not found" in capsys.readouterr().err
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"not hdf5")
+    assert main([str(photo), "-o", str(tmp_path / "o"), "--weights", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot load weights" in err and "Traceback" not in err
+
+
+def test_weights_file_round_trip(tmp_path):
+    """A .weights.h5 saved with model.save_weights is loaded by --weights PATH."""
+    from gradcam.models import load_classifier
+
+    source = load_classifier("vgg19", "random").model
+    path = tmp_path / "vgg19.weights.h5"
+    source.save_weights(path)
+    loaded = load_classifier("vgg19", str(path)).model
+    np.testing.assert_array_equal(loaded.get_layer("fc2").get_weights()[0], source.get_layer("fc2").get_weights()[0])
+
+
+def test_kill_and_resume(tmp_path, tiny_model_file):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    for i in range(40):
+        write_photo(root / f"img{i:03d}.jpg", (400, 300), seed=i)
+    args = tiny(tiny_model_file, str(root), "-o", str(out), "--batch-size", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "gradcam", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name for p in out.glob("*.png")}
+    assert 0 < len(done_before) < 40, "the run should have been killed part-way"
+    rerun = run_cli(args)
+    assert rerun.returncode == 0, rerun.stderr
+    records = [r for r in manifest(out) if r["run"] == manifest(out)[-1]["run"]]
+    statuses = {Path(r["input"]).name + ".png": r["status"] for r in records}
+    assert len(statuses) == 40
+    assert {n for n, s in statuses.items() if s == "skipped"} == done_before  # no duplicate work
+    for png in out.glob("*.png"):
+        Image.open(png).load()  # every output complete
+    assert len(list(out.glob("*.png"))) == 40
+
+
+def test_ctrl_c_stops_cleanly(tmp_path, tiny_model_file):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    for i in range(60):
+        write_photo(root / f"img{i:03d}.jpg", (400, 300), seed=i)
+    args = tiny(tiny_model_file, str(root), "-o", str(out), "--batch-size", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "gradcam", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted after" in stdout and "Traceback" not in stderr
+    finished = [r for r in manifest(out) if r["status"] == "ok"]
+    assert 0 < len(finished) < 60
+    assert run_cli(args).returncode == 0
+    assert len(list(out.glob("*.png"))) == 60

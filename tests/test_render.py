@@ -1,0 +1,51 @@
+"""Colouring, overlays and atomic writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gradcam.errors import UsageError
+from gradcam.render import colorize, get_colormap, overlay, save_npy, save_png
+
+
+def test_overlay_by_hand():
+    photo = np.array([[[100, 0, 200]]], np.uint8)
+    heatmap = np.array([[1.0]], np.float32)
+    colour = colorize(heatmap, "gray")  # gray at 1.0 is white
+    np.testing.assert_array_equal(colour, [[[255, 255, 255]]])
+    # 0.6 * photo + 0.4 * 255 = (162, 102, 222)
+    np.testing.assert_array_equal(overlay(photo, heatmap, 0.4, "gray"), [[[162, 102, 222]]])
+    np.testing.assert_array_equal(overlay(photo, heatmap, 0.0, "gray"), photo)
+
+
+def test_overlay_refuses_mismatched_sizes():
+    with pytest.raises(ValueError):
+        overlay(np.zeros((2, 3, 3), np.uint8), np.zeros((3, 2), np.float32))
+
+
+def test_unknown_colormap_suggests():
+    with pytest.raises(UsageError, match="viridis"):
+        get_colormap("viridiss")
+
+
+def test_atomic_png_and_npy(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    save_png(tmp_path / "sub" / "x.png", image)
+    save_npy(tmp_path / "sub" / "x.npy", np.full((5, 7), 0.5))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "sub" / "x.png").convert("RGB")), image)
+    loaded = np.load(tmp_path / "sub" / "x.npy")
+    assert loaded.dtype == np.float32 and loaded.shape == (5, 7)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.npy", "x.png"]  # no temp files left
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    import gradcam.render as render
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(render.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_png(tmp_path / "y.png", np.zeros((4, 4, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
