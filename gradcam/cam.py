@@ -14,7 +14,7 @@ import numpy as np
 from ._tf import import_tf
 from .errors import UsageError
 from .models import (
-    Classifier, LayerInfo, ScoreHead, build_explainer_model, find_score_head,
+    Classifier, LayerInfo, ScoreHead, build_explainer_model, build_guided_model, find_score_head,
     preprocess_function, resolve_layer,
 )
 
@@ -83,26 +83,73 @@ METHODS: dict[str, Callable] = {
     "layercam": layercam_map,
     "xgradcam": xgradcam_map,
     "counterfactual": counterfactual_map,
+    "guided-gradcam": gradcam_map,  # times guided backpropagation, at input resolution (Explainer)
 }
+
+
+def guided_relu(x):
+    """ReLU whose gradient passes only where the input and the incoming gradient are positive
+    (guided backpropagation, Springenberg et al., 2015)."""
+    tf, _ = import_tf()
+
+    @tf.custom_gradient
+    def _guided(inputs):
+        def grad(upstream):
+            return upstream * tf.cast(inputs > 0, upstream.dtype) * tf.cast(upstream > 0, upstream.dtype)
+
+        return tf.nn.relu(inputs), grad
+
+    return _guided(x)
+
+
+def guided_gradcam_map(guided_gradients, cams):
+    """Guided Grad-CAM (Selvaraju et al., 2017): guided backpropagation times Grad-CAM.
+
+    Args:
+        guided_gradients: (B, H, W, 3) guided gradients of the score w.r.t. the input image.
+        cams: (B, h, w) Grad-CAM maps, upsampled bilinearly to (H, W) here.
+
+    Returns:
+        (B, H, W): max over colour channels of |guided gradient| x upsampled Grad-CAM.
+    """
+    tf, _ = import_tf()
+    size = tf.shape(guided_gradients)[1:3]
+    upsampled = tf.image.resize(cams[..., None], size, method="bilinear")
+    return tf.reduce_max(tf.abs(guided_gradients * upsampled), axis=-1)
 
 
 @dataclass
 class BatchResult:
-    """What one compiled step returns, as NumPy.
+    """What one compiled step returns, as NumPy, for B images and K ranks (``top_k``).
 
-    cams: float32 (B, h, w), >= 0, not normalised.
-    class_index: int (B,) the explained class of each image.
+    ranked_cams: float32 (B, K, h, w), >= 0, not normalised.
+    ranked_class_index: int (B, K) the explained classes of each image.
     probabilities: float32 (B, C) the model's probabilities (see ScoreHead).
+
+    ``cams``, ``class_index`` and ``probability`` give the first rank: (B, h, w), (B,), (B,).
     """
 
-    cams: np.ndarray
-    class_index: np.ndarray
+    ranked_cams: np.ndarray
+    ranked_class_index: np.ndarray
     probabilities: np.ndarray
 
     @property
+    def cams(self) -> np.ndarray:
+        return self.ranked_cams[:, 0]
+
+    @property
+    def class_index(self) -> np.ndarray:
+        return self.ranked_class_index[:, 0]
+
+    @property
+    def ranked_probability(self) -> np.ndarray:
+        """float32 (B, K) probability of each explained class."""
+        return np.take_along_axis(self.probabilities, self.ranked_class_index, axis=1)
+
+    @property
     def probability(self) -> np.ndarray:
-        """float32 (B,) probability of each image's explained class."""
-        return self.probabilities[np.arange(len(self.class_index)), self.class_index]
+        """float32 (B,) probability of each image's (first) explained class."""
+        return self.ranked_probability[:, 0]
 
 
 class Explainer:
@@ -119,7 +166,7 @@ class Explainer:
     """
 
     def __init__(self, model, layer: str | None = None, method: str = "gradcam",
-                 preprocess: str | None = None, input_size: tuple[int, int] | None = None):
+                 preprocess: str | None = None, input_size: tuple[int, int] | None = None, top_k: int = 1):
         tf, keras = import_tf()
         if not isinstance(model, Classifier):
             shape = tuple(model.inputs[0].shape)
@@ -140,6 +187,10 @@ class Explainer:
         self.num_classes: int = 2 if self._binary else int(score_shape[1])
         self._preprocess = preprocess_function(preprocess or model.preprocess)
         self._map = METHODS[method]
+        if not 1 <= top_k <= self.num_classes:
+            raise UsageError(f"--top-k must be between 1 and the number of classes ({self.num_classes}), not {top_k}")
+        self.top_k = top_k
+        self._guided = build_guided_model(model.model) if method == "guided-gradcam" else None
         height, width = self.input_size
         self._step = tf.function(
             self._compute,
@@ -178,19 +229,40 @@ class Explainer:
         return raw, raw
 
     def _compute(self, images, class_index):
-        """images float32 (B, H, W, 3) in [0, 255]; class_index int32 (B,), -1 = top-1."""
+        """images float32 (B, H, W, 3) in [0, 255]; class_index int32 (B,), -1 = top-1.
+
+        Returns cams (B, K, h, w) -- (B, K, H, W) for guided-gradcam --, classes (B, K), probabilities (B, C).
+        """
         tf, _ = import_tf()
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
+        with tf.GradientTape(watch_accessed_variables=False, persistent=self.top_k > 1) as tape:
             tape.watch(images)  # so frozen (non-trainable) models are recorded too
             activations, raw = self._explainer(self._preprocess(images), training=False)
             scores, probabilities = self._scores_and_probabilities(tf.cast(raw, tf.float32))
-            top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-            chosen = tf.where(class_index >= 0, class_index, top)
+            if self.top_k == 1:
+                top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+                chosen = tf.where(class_index >= 0, class_index, top)[:, None]
+            else:
+                chosen = tf.math.top_k(probabilities, k=self.top_k).indices
+            picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
+        activations32 = tf.cast(activations, tf.float32)
+        cams = []
+        for k, score in enumerate(picked):
+            gradients = tf.cast(tape.gradient(score, activations), tf.float32)
+            cam = self._map(activations32, gradients)
+            if self._guided is not None:
+                cam = guided_gradcam_map(self._guided_gradients(images, chosen[:, k]), cam)
+            cams.append(cam)
+        return tf.stack(cams, axis=1), chosen, probabilities
+
+    def _guided_gradients(self, images, chosen):
+        """Guided-backpropagation gradients (B, H, W, 3) of each image's class score w.r.t. the image."""
+        tf, _ = import_tf()
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(images)
+            raw = self._guided(self._preprocess(images), training=False)
+            scores, _ = self._scores_and_probabilities(tf.cast(raw, tf.float32))
             score = tf.gather(scores, chosen, axis=1, batch_dims=1)
-        gradients = tape.gradient(score, activations)
-        activations = tf.cast(activations, tf.float32)
-        cams = self._map(activations, tf.cast(gradients, tf.float32))
-        return cams, chosen, probabilities
+        return tf.cast(tape.gradient(score, images), tf.float32)
 
     def check_class_index(self, class_index: int) -> None:
         """Raise UsageError unless 0 <= class_index < number of classes."""
@@ -218,3 +290,10 @@ class Explainer:
                 self.check_class_index(int(index))
         cams, chosen, probabilities = self._step(tf.constant(batch), tf.constant(wanted))
         return BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy())
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        """(h, w) of the maps: the layer's spatial size, or the input size for guided-gradcam."""
+        if self._guided is not None:
+            return self.input_size
+        return tuple(int(d) for d in self.target.output_shape[1:3])

@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 MODEL_NAMES = ("vgg16", "vgg19", "resnet50", "resnet50v2", "mobilenetv2", "efficientnetb0",
                "inceptionv3", "xception", "densenet121", "convnext_tiny")
-METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual")
+METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="layer to explain, by name or nested path (default: the last convolutional "
                               "feature map, e.g. block5_conv4 for VGG19)")
     explain.add_argument("--list-layers", action="store_true", help="list the layers that can be explained and exit")
-    explain.add_argument("--class-index", type=int, default=None, metavar="N",
+    classes = explain.add_mutually_exclusive_group()
+    classes.add_argument("--class-index", type=int, default=None, metavar="N",
                          help="explain class N instead of the top-1 prediction")
+    classes.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                         help="explain the class with this name (ImageNet names, or --labels names)")
+    classes.add_argument("--top-k", type=int, default=1, metavar="K",
+                         help="one heatmap for each of the K most probable classes (files NAME.top1.png ...)")
     explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
     output = parser.add_argument_group("output")
     output.add_argument("--alpha", type=float, default=0.4, metavar="A",
@@ -100,6 +105,8 @@ def _terminate(signum, frame):
 def _check_options(args: argparse.Namespace) -> None:
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1, not {args.alpha}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.max_pixels < 1:
@@ -136,7 +143,11 @@ def _run(args: argparse.Namespace) -> int:
     from .cam import Explainer
 
     classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
-    explainer = Explainer(classifier, args.layer, args.method)
+    explainer = Explainer(classifier, args.layer, args.method, top_k=args.top_k)
+    if args.class_name is not None:
+        from .models import find_class
+
+        args.class_index = find_class(args.class_name, classifier.class_names, classifier.class_synonyms)
     if args.class_index is not None:
         explainer.check_class_index(args.class_index)
     for note in classifier.notes:
@@ -146,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
           f"method {args.method}, scores {explainer.head.kind}")
     options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
-                         class_index=args.class_index, max_pixels=args.max_pixels)
+                         class_index=args.class_index, top_k=args.top_k, max_pixels=args.max_pixels)
     folders = any(Path(p).is_dir() for p in args.inputs)
     summary = _run_with_progress(explainer, items, options, show_each=not folders)
     return _report(summary, output_dir)
@@ -160,7 +171,8 @@ def _run_with_progress(explainer, items, options, show_each: bool):
     with tqdm(total=len(items), unit="img", file=sys.stderr, disable=None if not show_each else True,
               dynamic_ncols=True) as bar:
         def on_record(record: dict) -> None:
-            bar.update(1)
+            if record["rank"] in (None, 1):  # count inputs, not the top-k records of each
+                bar.update(1)
             if show_each:
                 print(_record_line(record))
         return run(explainer, items, options, on_record=on_record)
@@ -172,8 +184,9 @@ def _record_line(record: dict) -> str:
     if record["status"] == "skipped":
         return f"{record['input']}: skipped, {record['overlay']} exists (use --overwrite to redo)"
     name = record["class_name"] or "class"
+    rank = f"top {record['rank']}: " if record["overlay"] and ".top" in record["overlay"] else ""
     zero = " [heatmap is zero everywhere]" if record["zero_heatmap"] else ""
-    return (f"{record['input']}: {name} ({record['class_index']}), p={record['probability']:.3f} "
+    return (f"{record['input']}: {rank}{name} ({record['class_index']}), p={record['probability']:.3f} "
             f"-> {record['overlay']}{zero}")
 
 

@@ -73,16 +73,15 @@ class Classifier:
     preprocess: str = "none"
     class_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    class_synonyms: list[list[str]] | None = None
 
 
 # --------------------------------------------------------------------------- loading
 
 
-@lru_cache(maxsize=1)
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names shipped with the package (index = class index)."""
-    text = resources.files("gradcam").joinpath("data/imagenet_classes.json").read_text(encoding="utf-8")
-    return [synonyms[0] for synonyms in json.loads(text)]
+    return [synonyms[0] for synonyms in imagenet_synonyms()]
 
 
 def read_labels(path: str | Path) -> list[str]:
@@ -134,7 +133,8 @@ def load_classifier(
     if key in ARCHITECTURES:
         arch = ARCHITECTURES[key]
         loaded = _load_application(keras, key, arch, weights)
-        classifier = Classifier(loaded, key, arch.input_size, preprocess or arch.preprocess, imagenet_class_names())
+        classifier = Classifier(loaded, key, arch.input_size, preprocess or arch.preprocess, imagenet_class_names(),
+                                class_synonyms=imagenet_synonyms())
         if weights == "random":
             classifier.notes.append("random weights: the heatmaps show nothing about a trained model")
     else:
@@ -145,6 +145,7 @@ def load_classifier(
         classifier = Classifier(loaded, str(path), _input_size(loaded), preprocess or "none", None)
     if labels is not None:
         classifier.class_names = read_labels(labels)
+        classifier.class_synonyms = None
     return classifier
 
 
@@ -183,6 +184,11 @@ def load_model_file(path: str | Path):
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
+        if "safe_mode" in str(exc):
+            raise WeightsError(
+                f"cannot load model {path}: it contains Python code (e.g. a Lambda layer's function), "
+                "which gradcam never runs: model files are loaded with Keras's safe_mode on"
+            ) from None
         raise WeightsError(f"cannot load model {path}: {_first_line(exc)}") from None
 
 
@@ -445,3 +451,63 @@ def _rebuild(model, inputs, call):
         model, input_tensors=structure, clone_function=lambda layer: layer, call_function=call
     )
     return clone.outputs[0]
+
+
+def build_guided_model(model):
+    """A new Keras model: images -> class scores, in which every ReLU has the guided gradient.
+
+    Separate ReLU layers are replaced by a guided ReLU; layers with a built-in
+    ReLU activation are called as a linear copy (weights copied) followed by
+    the guided ReLU. Other activations are left as they are. The caller's
+    model is not changed; its other layers are shared.
+    """
+    _, keras = import_tf()
+    from .cam import guided_relu
+
+    class GuidedReLU(keras.layers.Layer):
+        def call(self, inputs):
+            return guided_relu(inputs)
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.Model):
+            return _rebuild(layer, args[0], call)
+        activation = getattr(getattr(layer, "activation", None), "__name__", None)
+        is_relu_layer = isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") is None \
+            and not layer.get_config().get("negative_slope")
+        if is_relu_layer or (isinstance(layer, keras.layers.Activation) and activation == "relu"):
+            return GuidedReLU()(args[0])
+        if activation == "relu" and not isinstance(layer, keras.layers.Activation):
+            twin = _linear_twin(layer)
+            out = twin(*args, **kwargs)
+            twin.set_weights(layer.get_weights())
+            return GuidedReLU()(out)
+        return layer(*args, **kwargs)
+
+    inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")
+    return keras.Model(inputs, _rebuild(model, inputs, call), name="gradcam_guided")
+
+
+def find_class(name: str, class_names: Sequence[str] | None, synonyms: Sequence[Sequence[str]] | None = None) -> int:
+    """Class index for a class name (case-insensitive; any ImageNet synonym too).
+
+    Raises:
+        UsageError: no class names, or no such class (with the closest names).
+    """
+    if not class_names:
+        raise UsageError("--class needs class names: give --labels FILE (one name per line)")
+    wanted = name.strip().casefold().replace("_", " ")
+    groups = synonyms if synonyms is not None else [[n] for n in class_names]
+    for index, group in enumerate(groups):
+        if any(wanted == s.casefold().replace("_", " ") for s in group):
+            return index
+    every = [s for group in groups for s in group]
+    close = difflib.get_close_matches(name, every, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UsageError(f"no class named {name!r}{hint}")
+
+
+@lru_cache(maxsize=1)
+def imagenet_synonyms() -> list[list[str]]:
+    """All WordNet synonyms of the 1000 ImageNet classes (index = class index)."""
+    text = resources.files("gradcam").joinpath("data/imagenet_classes.json").read_text(encoding="utf-8")
+    return json.loads(text)

@@ -37,6 +37,7 @@ class RunOptions:
     save_npy: bool = False
     overwrite: bool = False
     class_index: int | None = None
+    top_k: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
 
@@ -57,10 +58,14 @@ class Summary:
         return self.explained + self.skipped + self.failed
 
 
-def output_paths(item: InputImage, output_dir: Path) -> tuple[Path, Path]:
-    """(overlay PNG, heatmap .npy) paths of an input, always inside ``output_dir``."""
+def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int = 1) -> tuple[Path, Path]:
+    """(overlay PNG, heatmap .npy) paths of an input, always inside ``output_dir``.
+
+    ``photo.jpg`` -> ``photo.jpg.png``; with ``top_k`` > 1, ``photo.jpg.top{rank}.png``.
+    """
     root = Path(output_dir).resolve()
-    overlay_path = (root / f"{item.relative}.png").resolve()
+    suffix = f".top{rank}.png" if top_k > 1 else ".png"
+    overlay_path = (root / f"{item.relative}{suffix}").resolve()
     if root not in overlay_path.parents:
         raise OutputError(f"output for {item.path} would leave the output folder")
     return overlay_path, overlay_path.with_suffix(".npy")
@@ -83,7 +88,7 @@ def _record(item: InputImage, status: str, run_id: str, **values) -> dict:
     base = {
         "input": str(item.path), "status": status, "error": None, "class_index": None,
         "class_name": None, "probability": None, "layer": None, "method": None, "model": None,
-        "overlay": None, "heatmap": None, "zero_heatmap": None, "run": run_id,
+        "overlay": None, "heatmap": None, "zero_heatmap": None, "rank": None, "run": run_id,
     }
     base.update(values)
     return base
@@ -144,8 +149,11 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
     batch: list = []
 
     def emit(record: dict) -> None:
+        """Write a record; the summary counts inputs, so only an input's first rank is counted."""
         status = record["status"]
-        if status == "ok":
+        if record["rank"] not in (None, 1):
+            pass
+        elif status == "ok":
             summary.explained += 1
         elif status == "skipped":
             summary.skipped += 1
@@ -168,17 +176,19 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
     def explain(pending: list) -> None:
         resized = np.stack([entry[2] for entry in pending])
         result = explainer.explain_batch(resized, options.class_index)
+        probability = result.ranked_probability
         for i, (item, photo, _) in enumerate(pending):
-            overlay_path, npy_path = output_paths(item, options.output_dir)
-            npy_path = npy_path if options.save_npy else None
-            index = int(result.class_index[i])
-            values = dict(common, class_index=index, class_name=explainer.class_name(index),
-                          probability=float(result.probability[i]),
-                          overlay=manifest.relative(overlay_path), heatmap=manifest.relative(npy_path))
-            future = render_pool.submit(render_outputs, photo, result.cams[i], overlay_path, npy_path,
-                                        options.alpha, options.colormap)
-            rendering.append((item, future, values))
-            finish_render(2 * batch_size)
+            for k in range(options.top_k):
+                overlay_path, npy_path = output_paths(item, options.output_dir, k + 1, options.top_k)
+                npy_path = npy_path if options.save_npy else None
+                index = int(result.ranked_class_index[i, k])
+                values = dict(common, class_index=index, class_name=explainer.class_name(index),
+                              probability=float(probability[i, k]), rank=k + 1,
+                              overlay=manifest.relative(overlay_path), heatmap=manifest.relative(npy_path))
+                future = render_pool.submit(render_outputs, photo, result.ranked_cams[i, k], overlay_path,
+                                            npy_path, options.alpha, options.colormap)
+                rendering.append((item, future, values))
+            finish_render(2 * batch_size * options.top_k)
 
     def take_decoded(limit: int) -> None:
         while len(decoding) > limit:
@@ -195,11 +205,13 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
 
     try:
         for item in items:
-            overlay_path, npy_path = output_paths(item, options.output_dir)
-            wanted = [overlay_path] + ([npy_path] if options.save_npy else [])
+            ranked = [output_paths(item, options.output_dir, k + 1, options.top_k) for k in range(options.top_k)]
+            wanted = [path for overlay_path, npy_path in ranked
+                      for path in [overlay_path] + ([npy_path] if options.save_npy else [])]
             if not options.overwrite and all(path.exists() for path in wanted):
-                emit(_record(item, "skipped", run_id, overlay=manifest.relative(overlay_path),
-                             heatmap=manifest.relative(npy_path) if options.save_npy else None, **common))
+                for k, (overlay_path, npy_path) in enumerate(ranked):
+                    emit(_record(item, "skipped", run_id, overlay=manifest.relative(overlay_path), rank=k + 1,
+                                 heatmap=manifest.relative(npy_path) if options.save_npy else None, **common))
                 continue
             decoding.append((item, decode_pool.submit(_decode, item, explainer.input_size, options.max_pixels)))
             take_decoded(2 * batch_size)
