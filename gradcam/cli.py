@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--colormap", default="jet", metavar="NAME", help="matplotlib colormap (default: %(default)s)")
     output.add_argument("--save-npy", action="store_true",
                         help="also write the heatmap at the photo's size as float32 .npy in [0, 1]")
+    output.add_argument("--panel", action="store_true",
+                        help="save the photo and the overlay side by side, titled with class, probability, "
+                             "layer and method, instead of the bare overlay")
     output.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: %(default)s)")
@@ -157,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
           f"method {args.method}, scores {explainer.head.kind}")
     options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
-                         class_index=args.class_index, top_k=args.top_k, max_pixels=args.max_pixels)
+                         class_index=args.class_index, top_k=args.top_k, panel=args.panel,
+                         max_pixels=args.max_pixels)
     folders = any(Path(p).is_dir() for p in args.inputs)
     summary = _run_with_progress(explainer, items, options, show_each=not folders)
     return _report(summary, output_dir)
@@ -196,7 +200,7 @@ def _report(summary, output_dir: Path) -> int:
             print(f"failed: {path}: {reason}", file=sys.stderr)
     stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else ""
     print(f"gradcam: {summary.explained} explained, {summary.skipped} skipped, {summary.failed} failed"
-          f"{stopped}; outputs in {output_dir}/ (manifest.jsonl)")
+          f"{stopped}; outputs in {output_dir}/ (manifest.jsonl, index.html)")
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,102 @@
+"""OUTPUT/index.html: a self-contained gallery of every result in an output folder.
+
+Built from manifest.jsonl alone: no network, no JavaScript framework (a few
+lines of plain JavaScript sort and filter the grid).
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+from .render import _atomic_write
+
+GALLERY_NAME = "index.html"
+
+
+def latest_records(manifest_path: Path) -> list[dict]:
+    """The newest record per (input, rank); a later "skipped" keeps the earlier result it skipped."""
+    latest: dict[tuple, dict] = {}
+    try:
+        lines = Path(manifest_path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        key = (record.get("input"), record.get("rank") or 1)
+        earlier = latest.get(key)
+        if record.get("status") == "skipped" and earlier and earlier.get("status") == "ok":
+            continue
+        latest[key] = record
+    return list(latest.values())
+
+
+def _caption(record: dict) -> str:
+    name = Path(record.get("input") or "?").name
+    if record.get("class_name") is None and record.get("class_index") is None:
+        return f"{name} (result from an earlier run)"
+    probability = record.get("probability")
+    p = f"{probability:.1%}" if isinstance(probability, (int, float)) else "?"
+    rank = f" · top {record['rank']}" if (record.get("rank") or 1) > 1 else ""
+    return f"{name} · {record.get('class_name') or record.get('class_index')} ({p}){rank} · {record.get('layer')}"
+
+
+def render_gallery(records: list[dict]) -> str:
+    """HTML text of the gallery for manifest records."""
+    shown = [r for r in records if r.get("status") in ("ok", "skipped") and r.get("overlay")]
+    failed = [r for r in records if r.get("status") == "error"]
+    shown.sort(key=lambda r: (r.get("input") or "", r.get("rank") or 1))
+    classes = sorted({str(r.get("class_name") or r.get("class_index")) for r in shown
+                      if r.get("class_name") or r.get("class_index") is not None})
+    cards = []
+    for r in shown:
+        href = quote(r["overlay"])
+        label = str(r.get("class_name") or r.get("class_index") or "")
+        probability = r.get("probability") if isinstance(r.get("probability"), (int, float)) else -1
+        cards.append(
+            f'<figure data-class="{html.escape(label)}" data-p="{probability}" data-name="{html.escape(r["input"])}">'
+            f'<a href="{href}"><img src="{href}" alt="{html.escape(label)}" loading="lazy" '
+            f'onload="this.dataset.state=\'loaded\'" onerror="this.dataset.state=\'broken\'"></a>'
+            f"<figcaption>{html.escape(_caption(r))}</figcaption></figure>"
+        )
+    failures = "".join(f"<li><code>{html.escape(r.get('input') or '?')}</code>: {html.escape(r.get('error') or '')}</li>"
+                       for r in failed)
+    options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>' for c in classes)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>gradcam results</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}}
+#grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}}
+figure{{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}}
+figure img{{width:100%;height:180px;object-fit:contain;background:#eee}}
+figcaption{{font-size:12px;overflow-wrap:anywhere}}
+img[data-state=broken]{{outline:3px solid #c00}}
+</style></head><body>
+<h1>gradcam results</h1>
+<p>{len(shown)} heatmap(s), {len(failed)} failed input(s).
+<label>Class <select id="cls"><option value="">all</option>{options}</select></label>
+<label>Sort <select id="sort"><option value="name">by name</option><option value="p">by probability</option></select></label></p>
+<div id="grid">{''.join(cards)}</div>
+<h2>Failed inputs</h2><ul id="failed">{failures or '<li>none</li>'}</ul>
+<script>
+const grid=document.getElementById('grid'),cls=document.getElementById('cls'),sort=document.getElementById('sort');
+function update(){{const items=[...grid.children];
+items.forEach(f=>{{f.style.display=(!cls.value||f.dataset.class===cls.value)?'':'none'}});
+items.sort((a,b)=>sort.value==='p'?b.dataset.p-a.dataset.p:a.dataset.name.localeCompare(b.dataset.name));
+items.forEach(f=>grid.appendChild(f));}}
+cls.onchange=update;sort.onchange=update;
+</script></body></html>
+"""
+
+
+def write_gallery(output_dir: Path) -> Path:
+    """Write OUTPUT/index.html from OUTPUT/manifest.jsonl, atomically; returns its path."""
+    output_dir = Path(output_dir)
+    path = output_dir / GALLERY_NAME
+    records = latest_records(output_dir / "manifest.jsonl")
+    _atomic_write(path, render_gallery(records).encode("utf-8"))
+    return path
