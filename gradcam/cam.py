@@ -192,6 +192,8 @@ class Explainer:
         self.top_k = top_k
         self._guided = build_guided_model(model.model) if method == "guided-gradcam" else None
         height, width = self.input_size
+        self._forward = tf.function(
+            self._probabilities, input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
         self._step = tf.function(
             self._compute,
             input_signature=[
@@ -253,6 +255,17 @@ class Explainer:
                 cam = guided_gradcam_map(self._guided_gradients(images, chosen[:, k]), cam)
             cams.append(cam)
         return tf.stack(cams, axis=1), chosen, probabilities
+
+    def _probabilities(self, images):
+        _, raw = self._explainer(self._preprocess(images), training=False)
+        return self._scores_and_probabilities(raw)[1]
+
+    def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Probabilities (B, C) for images float32 (B, H, W, 3) in [0, 255], forward pass only."""
+        tf, _ = import_tf()
+        batch = np.asarray(images, dtype=np.float32)
+        parts = [self._forward(tf.constant(batch[i : i + batch_size])).numpy() for i in range(0, len(batch), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.float32)
 
     def _guided_gradients(self, images, chosen):
         """Guided-backpropagation gradients (B, H, W, 3) of each image's class score w.r.t. the image."""

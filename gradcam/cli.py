@@ -22,10 +22,21 @@ MODEL_NAMES = ("vgg16", "vgg19", "resnet50", "resnet50v2", "mobilenetv2", "effic
 METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam")
 
 
-def build_parser() -> argparse.ArgumentParser:
+SUBCOMMANDS = {
+    "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
+                "(Petsiuk et al., 2018) and average drop (Chattopadhay et al., 2018).",
+    "sanity": "Model-randomisation sanity check (Adebayo et al., 2018): re-initialise the model's layers "
+              "from the top down and report how much the heatmaps change.",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gradcam",
-        description="Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos.",
+        prog="gradcam" + (f" {command}" if command else ""),
+        description=SUBCOMMANDS.get(command) or (
+            "Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos. "
+            "Also: 'gradcam evaluate INPUT...' (faithfulness scores) and 'gradcam sanity INPUT...' "
+            "(model-randomisation test)."),
         epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case); hidden files "
                 "and other files are ignored. Exit status: 0 all explained, 1 some input failed or the "
                 "model could not be loaded, 2 wrong arguments, 130 interrupted."),
@@ -68,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="save the photo and the overlay side by side, titled with class, probability, "
                              "layer and method, instead of the bare overlay")
     output.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    scores = parser.add_argument_group("faithfulness (gradcam evaluate)")
+    scores.add_argument("--evaluate", action="store_true", default=command == "evaluate",
+                        help="also compute deletion/insertion AUC and average drop for each heatmap")
+    scores.add_argument("--steps", type=int, default=20, metavar="N",
+                        help="deletion/insertion steps (default: %(default)s)")
+    scores.add_argument("--plot", action="store_true", help="save the deletion/insertion curves as NAME.curves.png")
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: %(default)s)")
     run.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
@@ -78,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else None
+    parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
+        args.command = command
     except SystemExit as exc:  # --help, --version, or an argparse error (already printed)
         return int(exc.code or 0)
     previous = signal.getsignal(signal.SIGTERM)
@@ -108,6 +128,8 @@ def _terminate(signum, frame):
 def _check_options(args: argparse.Namespace) -> None:
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1, not {args.alpha}")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, not {args.steps}")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     if args.batch_size < 1:
@@ -155,12 +177,15 @@ def _run(args: argparse.Namespace) -> int:
         explainer.check_class_index(args.class_index)
     for note in classifier.notes:
         print(f"gradcam: note: {note}", file=sys.stderr)
+    if args.command == "sanity":
+        return _sanity(explainer, classifier, items, args, output_dir)
     how = "" if args.layer else " (default)"
     print(f"gradcam: {len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
           f"method {args.method}, scores {explainer.head.kind}")
     options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
+                         evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
                          max_pixels=args.max_pixels)
     folders = any(Path(p).is_dir() for p in args.inputs)
     summary = _run_with_progress(explainer, items, options, show_each=not folders)
@@ -194,6 +219,56 @@ def _record_line(record: dict) -> str:
             f"-> {record['overlay']}{zero}")
 
 
+def _sanity(explainer, classifier, items, args, output_dir: Path) -> int:
+    import json
+
+    import numpy as np
+
+    from .cam import Explainer
+    from .errors import ImageError
+    from .evaluate import cascading_randomization
+    from .images import load_image, resize_for_model
+    from .render import _atomic_write
+
+    photos, names = [], []
+    for item in items:
+        try:
+            photos.append(resize_for_model(load_image(item.path, args.max_pixels), explainer.input_size))
+            names.append(str(item.path))
+        except ImageError as exc:
+            print(f"failed: {item.path}: {exc}", file=sys.stderr)
+    if not photos:
+        raise UsageError("no readable image to run the sanity check on")
+    images = np.stack(photos)
+    classes = explainer.explain_batch(images, args.class_index).class_index
+
+    def factory(model):
+        return Explainer(type(classifier)(model, classifier.name, classifier.input_size, classifier.preprocess,
+                                          classifier.class_names), explainer.layer_name, args.method)
+
+    _, steps = cascading_randomization(factory, classifier.model, images, classes)
+    print(f"Model-randomisation test (Adebayo et al., 2018) on {len(images)} image(s), layer "
+          f"{explainer.layer_name}, method {args.method}. Spearman rank correlation of each heatmap with the "
+          "original, as the layers are re-initialised from the top down:")
+    for number, step in enumerate(steps, 1):
+        print(f"  {number:3d}. up to {step.layer:<40} {step.rank_correlation:+.3f}")
+    final = steps[-1].rank_correlation if steps else 1.0
+    passed = final < 0.5
+    verdict = (f"PASS: the heatmaps change as the weights are destroyed (rank correlation {final:+.2f} once "
+               "every layer is random), so they depend on what the model learned."
+               if passed else
+               f"FAIL: the heatmaps stay similar (rank correlation {final:+.2f}) even with every layer random, "
+               "so they show the image or the architecture more than what the model learned.")
+    print(verdict)
+    report = {"layer": explainer.layer_name, "method": args.method, "inputs": names,
+              "class_index": [int(c) for c in classes], "passed": passed,
+              "steps": [{"layer": s.layer, "rank_correlation": s.rank_correlation, "per_image": s.per_image}
+                        for s in steps]}
+    _atomic_write(output_dir / "sanity.json", json.dumps(report, indent=2).encode("utf-8"))
+    print(f"gradcam: report in {output_dir}/sanity.json")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
 def _report(summary, output_dir: Path) -> int:
     if summary.failures and summary.failed <= 20 and summary.total > 1:
         for path, reason in summary.failures:
@@ -201,6 +276,11 @@ def _report(summary, output_dir: Path) -> int:
     stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else ""
     print(f"gradcam: {summary.explained} explained, {summary.skipped} skipped, {summary.failed} failed"
           f"{stopped}; outputs in {output_dir}/ (manifest.jsonl, index.html)")
+    means = summary.means()
+    if means:
+        print("gradcam: faithfulness means: " + ", ".join(
+            f"{key.replace('_', ' ')} {value:.3f}" + ("%" if key == "average_drop" else "")
+            for key, value in means.items()))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK

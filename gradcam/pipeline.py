@@ -21,6 +21,7 @@ import numpy as np
 from .errors import ImageError, OutputError
 from .heatmap import normalize, upsample
 from .images import DEFAULT_MAX_PIXELS, InputImage, load_image, resize_for_model
+from .evaluate import curves_figure, faithfulness, input_heatmap
 from .gallery import write_gallery
 from .render import overlay, panel_figure, save_npy, save_png
 
@@ -40,6 +41,9 @@ class RunOptions:
     class_index: int | None = None
     top_k: int = 1
     panel: bool = False
+    evaluate: bool = False
+    steps: int = 20
+    plot: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
 
@@ -54,6 +58,11 @@ class Summary:
     failed: int = 0
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+
+    def means(self) -> dict[str, float]:
+        """Mean of each faithfulness score over the explained records."""
+        return {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
 
     @property
     def done(self) -> int:
@@ -102,8 +111,9 @@ def _decode(item: InputImage, size: tuple[int, int], max_pixels: int) -> tuple[n
 
 
 def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_path: Path | None,
-                   alpha: float, colormap: str, panel_title: str | None = None) -> bool:
-    """Normalise, upsample to the photo, write the overlay (or the side-by-side panel) and the .npy.
+                   alpha: float, colormap: str, panel_title: str | None = None, curves: tuple | None = None) -> bool:
+    """Normalise, upsample to the photo, write the overlay (or the side-by-side panel), the .npy,
+    and with ``curves`` = (path, Faithfulness, title) the deletion/insertion plot.
 
     Returns True if the map is zero everywhere.
     """
@@ -115,6 +125,9 @@ def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_p
     save_png(overlay_path, image)
     if npy_path is not None:
         save_npy(npy_path, big)
+    if curves is not None:
+        curves_path, scores, title = curves
+        save_png(curves_path, curves_figure(scores, title))
     return is_zero
 
 
@@ -169,6 +182,10 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
             pass
         elif status == "ok":
             summary.explained += 1
+        if status == "ok":
+            for key in ("deletion_auc", "insertion_auc", "average_drop"):
+                if record.get(key) is not None:
+                    summary.metrics.setdefault(key, []).append(record[key])
         elif status == "skipped":
             summary.skipped += 1
         else:
@@ -191,7 +208,7 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
         resized = np.stack([entry[2] for entry in pending])
         result = explainer.explain_batch(resized, options.class_index)
         probability = result.ranked_probability
-        for i, (item, photo, _) in enumerate(pending):
+        for i, (item, photo, model_input) in enumerate(pending):
             for k in range(options.top_k):
                 overlay_path, npy_path = output_paths(item, options.output_dir, k + 1, options.top_k)
                 npy_path = npy_path if options.save_npy else None
@@ -199,9 +216,19 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
                 values = dict(common, class_index=index, class_name=explainer.class_name(index),
                               probability=float(probability[i, k]), rank=k + 1,
                               overlay=manifest.relative(overlay_path), heatmap=manifest.relative(npy_path))
+                if options.evaluate:
+                    scores = faithfulness(explainer.predict, model_input,
+                                          input_heatmap(result.ranked_cams[i, k], explainer.input_size),
+                                          index, options.steps, baseline="blur")
+                    values.update(scores.as_record())
+                curves = None
+                if options.evaluate and options.plot:
+                    curves_path = overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
+                    values["curves"] = manifest.relative(curves_path)
+                    curves = (curves_path, scores, panel_title(values))
                 title = panel_title(values) if options.panel else None
                 future = render_pool.submit(render_outputs, photo, result.ranked_cams[i, k], overlay_path,
-                                            npy_path, options.alpha, options.colormap, title)
+                                            npy_path, options.alpha, options.colormap, title, curves)
                 rendering.append((item, future, values))
             finish_render(2 * batch_size * options.top_k)
 
