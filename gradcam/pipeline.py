@@ -176,18 +176,17 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
     batch: list = []
 
     def emit(record: dict) -> None:
-        """Write a record; the summary counts inputs, so only an input's first rank is counted."""
+        """Write a record. The summary counts inputs: explained and skipped only at an input's
+        first rank; every error counts."""
         status = record["status"]
-        if record["rank"] not in (None, 1):
-            pass
-        elif status == "ok":
-            summary.explained += 1
+        first = record["rank"] in (None, 1)
         if status == "ok":
+            summary.explained += first
             for key in ("deletion_auc", "insertion_auc", "average_drop"):
                 if record.get(key) is not None:
                     summary.metrics.setdefault(key, []).append(record[key])
         elif status == "skipped":
-            summary.skipped += 1
+            summary.skipped += first
         else:
             summary.failed += 1
             summary.failures.append((record["input"], record["error"]))
@@ -202,7 +201,7 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
                 zero = future.result()
                 emit(_record(item, "ok", run_id, zero_heatmap=zero, **values))
             except Exception as exc:  # disk full, permission denied...
-                emit(_record(item, "error", run_id, error=f"cannot write output: {exc}", **common))
+                emit(_record(item, "error", run_id, error=f"cannot write output: {exc}", rank=values["rank"], **common))
 
     def explain(pending: list) -> None:
         resized = np.stack([entry[2] for entry in pending])

@@ -95,6 +95,8 @@ def test_cli_class_name_top_k_and_labels(tmp_path, tiny_model_file, capsys):
     assert records[0]["class_index"] != records[1]["class_index"]
     assert (out / "p.png.top1.png").is_file() and (out / "p.png.top2.npy").is_file()
     assert "1 explained" in capsys.readouterr().out
+    assert main(base + ["--top-k", "2", "--save-npy"]) == 0  # rerun: one input skipped, not two
+    assert "0 explained, 1 skipped, 0 failed" in capsys.readouterr().out
     assert main(base + ["--top-k", "2", "--class-index", "1"]) == 2  # mutually exclusive
 
 
