@@ -178,7 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     for note in classifier.notes:
         print(f"gradcam: note: {note}", file=sys.stderr)
     if args.command == "sanity":
-        return _sanity(explainer, classifier, items, args, output_dir)
+        return _sanity(explainer, items, args, output_dir)
     how = "" if args.layer else " (default)"
     print(f"gradcam: {len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
           f"method {args.method}, scores {explainer.head.kind}")
@@ -219,54 +219,30 @@ def _record_line(record: dict) -> str:
             f"-> {record['overlay']}{zero}")
 
 
-def _sanity(explainer, classifier, items, args, output_dir: Path) -> int:
+def _sanity(explainer, items, args, output_dir: Path) -> int:
     import json
 
-    import numpy as np
+    from .evaluate import sanity_check
+    from .render import write_atomic
 
-    from .cam import Explainer
-    from .errors import ImageError
-    from .evaluate import cascading_randomization
-    from .images import load_image, resize_for_model
-    from .render import _atomic_write
-
-    photos, names = [], []
-    for item in items:
-        try:
-            photos.append(resize_for_model(load_image(item.path, args.max_pixels), explainer.input_size))
-            names.append(str(item.path))
-        except ImageError as exc:
-            print(f"failed: {item.path}: {exc}", file=sys.stderr)
-    if not photos:
-        raise UsageError("no readable image to run the sanity check on")
-    images = np.stack(photos)
-    classes = explainer.explain_batch(images, args.class_index).class_index
-
-    def factory(model):
-        return Explainer(type(classifier)(model, classifier.name, classifier.input_size, classifier.preprocess,
-                                          classifier.class_names), explainer.layer_name, args.method)
-
-    _, steps = cascading_randomization(factory, classifier.model, images, classes)
-    print(f"Model-randomisation test (Adebayo et al., 2018) on {len(images)} image(s), layer "
-          f"{explainer.layer_name}, method {args.method}. Spearman rank correlation of each heatmap with the "
+    report = sanity_check(explainer, items, args.class_index, args.max_pixels)
+    for path, reason in report.failures:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(f"Model-randomisation test (Adebayo et al., 2018) on {len(report.inputs)} image(s), layer "
+          f"{report.layer}, method {report.method}. Spearman rank correlation of each heatmap with the "
           "original, as the layers are re-initialised from the top down:")
-    for number, step in enumerate(steps, 1):
+    for number, step in enumerate(report.steps, 1):
         print(f"  {number:3d}. up to {step.layer:<40} {step.rank_correlation:+.3f}")
-    final = steps[-1].rank_correlation if steps else 1.0
-    passed = final < 0.5
-    verdict = (f"PASS: the heatmaps change as the weights are destroyed (rank correlation {final:+.2f} once "
-               "every layer is random), so they depend on what the model learned."
-               if passed else
-               f"FAIL: the heatmaps stay similar (rank correlation {final:+.2f}) even with every layer random, "
-               "so they show the image or the architecture more than what the model learned.")
-    print(verdict)
-    report = {"layer": explainer.layer_name, "method": args.method, "inputs": names,
-              "class_index": [int(c) for c in classes], "passed": passed,
-              "steps": [{"layer": s.layer, "rank_correlation": s.rank_correlation, "per_image": s.per_image}
-                        for s in steps]}
-    _atomic_write(output_dir / "sanity.json", json.dumps(report, indent=2).encode("utf-8"))
+    final = report.final_correlation
+    if report.passed:
+        print(f"PASS: the heatmaps change as the weights are destroyed (rank correlation {final:+.2f} once "
+              "every layer is random), so they depend on what the model learned.")
+    else:
+        print(f"FAIL: the heatmaps stay similar (rank correlation {final:+.2f}) even with every layer random, "
+              "so they show the image or the architecture more than what the model learned.")
+    write_atomic(output_dir / "sanity.json", json.dumps(report.as_dict(), indent=2).encode("utf-8"))
     print(f"gradcam: report in {output_dir}/sanity.json")
-    return EXIT_OK if passed else EXIT_FAILED
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def _report(summary, output_dir: Path) -> int:

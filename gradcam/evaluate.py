@@ -166,3 +166,62 @@ def cascading_randomization(explainer_factory, model, images: np.ndarray, class_
         per_image = [rank_correlation(a, b) for a, b in zip(original, cams)]
         steps.append(SanityStep(info.path, float(np.mean(per_image)), per_image))
     return original, steps
+
+
+@dataclass
+class SanityReport:
+    """Result of :func:`sanity_check`: the steps, the verdict, and what failed to load."""
+
+    layer: str
+    method: str
+    inputs: list[str]
+    class_index: list[int]
+    steps: list[SanityStep]
+    failures: list[tuple[str, str]]
+
+    #: the test passes when, with every layer random, the mean rank correlation is below this
+    threshold: float = 0.5
+
+    @property
+    def final_correlation(self) -> float:
+        return self.steps[-1].rank_correlation if self.steps else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.final_correlation < self.threshold
+
+    def as_dict(self) -> dict:
+        return {"layer": self.layer, "method": self.method, "inputs": self.inputs,
+                "class_index": self.class_index, "passed": self.passed, "threshold": self.threshold,
+                "steps": [{"layer": s.layer, "rank_correlation": s.rank_correlation, "per_image": s.per_image}
+                          for s in self.steps]}
+
+
+def sanity_check(explainer, items, class_index: int | None = None, max_pixels: int | None = None) -> SanityReport:
+    """Run :func:`cascading_randomization` for the images of ``items`` with ``explainer``'s model,
+    layer and method; unreadable images are listed in ``failures``."""
+    from .cam import Explainer
+    from .errors import ImageError, UsageError
+    from .images import DEFAULT_MAX_PIXELS, load_image, resize_for_model
+
+    photos, names, failures = [], [], []
+    for item in items:
+        try:
+            photo = load_image(item.path, max_pixels or DEFAULT_MAX_PIXELS)
+        except ImageError as exc:
+            failures.append((str(item.path), str(exc)))
+            continue
+        photos.append(resize_for_model(photo, explainer.input_size))
+        names.append(str(item.path))
+    if not photos:
+        raise UsageError("no readable image to run the sanity check on")
+    images = np.stack(photos)
+    classes = explainer.explain_batch(images, class_index).class_index
+    base = explainer.classifier
+
+    def factory(model):
+        return Explainer(type(base)(model, base.name, base.input_size, base.preprocess, base.class_names),
+                         explainer.layer_name, explainer.method)
+
+    _, steps = cascading_randomization(factory, base.model, images, classes)
+    return SanityReport(explainer.layer_name, explainer.method, names, [int(c) for c in classes], steps, failures)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from .render import _atomic_write
+from .render import write_atomic
 
 GALLERY_NAME = "index.html"
 
@@ -98,5 +98,5 @@ def write_gallery(output_dir: Path) -> Path:
     output_dir = Path(output_dir)
     path = output_dir / GALLERY_NAME
     records = latest_records(output_dir / "manifest.jsonl")
-    _atomic_write(path, render_gallery(records).encode("utf-8"))
+    write_atomic(path, render_gallery(records).encode("utf-8"))
     return path

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from functools import lru_cache
+
 import numpy as np
 
 from .errors import UsageError
@@ -29,10 +31,26 @@ def get_colormap(name: str):
         raise UsageError(f"unknown colormap {name!r}{hint}") from None
 
 
+@lru_cache(maxsize=32)
+def _lookup_table(colormap: str) -> np.ndarray:
+    """The colormap's N colours as uint8 (N, 3), exactly as matplotlib maps them."""
+    cmap = get_colormap(colormap)
+    return cmap(np.arange(cmap.N), bytes=True)[:, :3].copy()
+
+
 def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
-    """Map a heatmap (H, W) in [0, 1] to colours: uint8 (H, W, 3)."""
-    rgba = get_colormap(colormap)(np.asarray(heatmap, dtype=np.float32), bytes=True)
-    return rgba[:, :, :3]
+    """Map a heatmap (H, W) in [0, 1] to colours: uint8 (H, W, 3).
+
+    Same colours as calling the matplotlib colormap (index = floor(value * N),
+    1.0 -> the last colour), through a cached lookup table: several times faster.
+    """
+    table = _lookup_table(colormap)
+    values = np.asarray(heatmap, dtype=np.float32)
+    if not np.isfinite(values).all():
+        values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
+    size = len(table)
+    index = np.clip(values * size, 0, size - 1).astype(np.uint8 if size <= 256 else np.uint16)
+    return np.take(table, index, axis=0)
 
 
 def overlay(photo: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
@@ -59,7 +77,7 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +101,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
     buffer = io.BytesIO()
     matplotlib.image.imsave(buffer, image, format="png", pil_kwargs={"compress_level": 1})
-    _atomic_write(Path(path), buffer.getvalue())
+    write_atomic(Path(path), buffer.getvalue())
 
 
 def panel_figure(photo: np.ndarray, overlay_image: np.ndarray, title: str) -> np.ndarray:
@@ -115,4 +133,4 @@ def save_npy(path: str | os.PathLike, heatmap: np.ndarray) -> None:
     """Save a heatmap as float32 .npy, atomically."""
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(heatmap, dtype=np.float32), allow_pickle=False)
-    _atomic_write(Path(path), buffer.getvalue())
+    write_atomic(Path(path), buffer.getvalue())

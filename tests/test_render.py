@@ -19,6 +19,16 @@ def test_overlay_by_hand():
     np.testing.assert_array_equal(overlay(photo, heatmap, 0.0, "gray"), photo)
 
 
+@pytest.mark.parametrize("name", ["jet", "viridis", "gray", "magma"])
+def test_colorize_matches_matplotlib_exactly(name):
+    import matplotlib
+
+    heatmap = np.random.default_rng(0).uniform(0, 1, (50, 60)).astype(np.float32)
+    heatmap[0, :4] = [0.0, 1.0, 0.5, 255 / 256]
+    expected = matplotlib.colormaps[name](heatmap, bytes=True)[:, :, :3]
+    np.testing.assert_array_equal(colorize(heatmap, name), expected)
+
+
 def test_overlay_refuses_mismatched_sizes():
     with pytest.raises(ValueError):
         overlay(np.zeros((2, 3, 3), np.uint8), np.zeros((3, 2), np.float32))
