@@ -161,9 +161,10 @@ def _load_application(keras, key: str, arch: Architecture, weights: str):
             url = re.search(r"https?://\S+?\.h5", str(exc))
             file = url.group(0).rsplit("/", 1)[-1] if url else "the ImageNet weights file"
             where = f" from {url.group(0)}" if url else ""
+            reason = _first_line(exc).rsplit(" -- ", 1)[-1]  # Keras repeats the URL before the cause
             raise WeightsError(
                 f"could not download the ImageNet weights for {key} ({file}{where}): "
-                f"{_first_line(exc)}. Download that file where there is internet access and pass it "
+                f"{reason}. Download that file where there is internet access and pass it "
                 f"with --weights PATH/{file}, or put it in ~/.keras/models/"
             ) from None
     path = Path(weights)
