@@ -175,6 +175,9 @@ def _run(args: argparse.Namespace) -> int:
         args.class_index = find_class(args.class_name, classifier.class_names, classifier.class_synonyms)
     if args.class_index is not None:
         explainer.check_class_index(args.class_index)
+    if explainer.head.kind == "output":
+        classifier.notes.append("cannot tell whether the model's last layer gives probabilities or scores "
+                                f"({type(explainer.head.layer).__name__}); explaining its output as it is")
     for note in classifier.notes:
         print(f"gradcam: note: {note}", file=sys.stderr)
     if args.command == "sanity":

@@ -125,3 +125,18 @@ def test_unsafe_model_file_is_refused(tmp_path, capsys):
     assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "cannot load model" in err and "safe_mode" in err and "Traceback" not in err
+
+
+def test_unknown_output_activation_is_said(tmp_path, capsys):
+    k = keras()
+    inputs = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    x = k.layers.Dense(3, activation="softmax")(x)
+    model = k.Model(inputs, k.layers.Dropout(0.1)(x))  # the last layer hides the softmax
+    path = tmp_path / "hidden.keras"
+    model.save(path)
+    photo = write_photo(tmp_path / "p.png")
+    assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "cannot tell whether" in captured.err and "scores output" in captured.out
