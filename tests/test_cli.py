@@ -219,18 +219,25 @@ def test_weights_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.get_layer("fc2").get_weights()[0], source.get_layer("fc2").get_weights()[0])
 
 
-def test_kill_and_resume(tmp_path, tiny_model_file):
+def start_folder_run(tmp_path, tiny_model_file, count):
+    """Start the CLI on a folder of ``count`` photos; return (process, args, output folder)
+    once the first outputs are written."""
     root, out = tmp_path / "photos", tmp_path / "out"
-    for i in range(40):
+    for i in range(count):
         write_photo(root / f"img{i:03d}.jpg", (400, 300), seed=i)
     args = tiny(tiny_model_file, str(root), "-o", str(out), "--batch-size", "2")
     proc = subprocess.Popen([sys.executable, "-m", "gradcam", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 4:
         time.sleep(0.05)
+    return proc, args, out
+
+
+def test_kill_and_resume(tmp_path, tiny_model_file):
+    proc, args, out = start_folder_run(tmp_path, tiny_model_file, 40)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     done_before = {p.name for p in out.glob("*.png")}
     assert 0 < len(done_before) < 40, "the run should have been killed part-way"
     rerun = run_cli(args)
@@ -245,15 +252,7 @@ def test_kill_and_resume(tmp_path, tiny_model_file):
 
 
 def test_ctrl_c_stops_cleanly(tmp_path, tiny_model_file):
-    root, out = tmp_path / "photos", tmp_path / "out"
-    for i in range(60):
-        write_photo(root / f"img{i:03d}.jpg", (400, 300), seed=i)
-    args = tiny(tiny_model_file, str(root), "-o", str(out), "--batch-size", "2")
-    proc = subprocess.Popen([sys.executable, "-m", "gradcam", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 4:
-        time.sleep(0.05)
+    proc, args, out = start_folder_run(tmp_path, tiny_model_file, 60)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
