@@ -247,12 +247,13 @@ class Explainer:
                 chosen = tf.math.top_k(probabilities, k=self.top_k).indices
             picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
         activations32 = tf.cast(activations, tf.float32)
+        guided = self._guided_gradients(images, chosen) if self._guided is not None else None
         cams = []
         for k, score in enumerate(picked):
             gradients = tf.cast(tape.gradient(score, activations), tf.float32)
             cam = self._map(activations32, gradients)
-            if self._guided is not None:
-                cam = guided_gradcam_map(self._guided_gradients(images, chosen[:, k]), cam)
+            if guided is not None:
+                cam = guided_gradcam_map(guided[k], cam)
             cams.append(cam)
         return tf.stack(cams, axis=1), chosen, probabilities
 
@@ -268,14 +269,20 @@ class Explainer:
         return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.float32)
 
     def _guided_gradients(self, images, chosen):
-        """Guided-backpropagation gradients (B, H, W, 3) of each image's class score w.r.t. the image."""
+        """Guided-backpropagation gradients w.r.t. the image, one guided forward pass for all ranks.
+
+        Args:
+            chosen: int32 (B, K) classes.
+        Returns:
+            K tensors (B, H, W, 3), one per rank.
+        """
         tf, _ = import_tf()
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
+        with tf.GradientTape(watch_accessed_variables=False, persistent=self.top_k > 1) as tape:
             tape.watch(images)
             raw = self._guided(self._preprocess(images), training=False)
             scores, _ = self._scores_and_probabilities(tf.cast(raw, tf.float32))
-            score = tf.gather(scores, chosen, axis=1, batch_dims=1)
-        return tf.cast(tape.gradient(score, images), tf.float32)
+            picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
+        return [tf.cast(tape.gradient(score, images), tf.float32) for score in picked]
 
     def check_class_index(self, class_index: int) -> None:
         """Raise UsageError unless 0 <= class_index < number of classes."""

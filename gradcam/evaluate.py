@@ -6,6 +6,7 @@ heatmaps are float32 (H, W) in [0, 1].
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,11 +218,9 @@ def sanity_check(explainer, items, class_index: int | None = None, max_pixels: i
         raise UsageError("no readable image to run the sanity check on")
     images = np.stack(photos)
     classes = explainer.explain_batch(images, class_index).class_index
-    base = explainer.classifier
-
     def factory(model):
-        return Explainer(type(base)(model, base.name, base.input_size, base.preprocess, base.class_names),
+        return Explainer(dataclasses.replace(explainer.classifier, model=model),
                          explainer.layer_name, explainer.method)
 
-    _, steps = cascading_randomization(factory, base.model, images, classes)
+    _, steps = cascading_randomization(factory, explainer.classifier.model, images, classes)
     return SanityReport(explainer.layer_name, explainer.method, names, [int(c) for c in classes], steps, failures)

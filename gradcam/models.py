@@ -391,15 +391,23 @@ def find_score_head(model) -> ScoreHead:
     return ScoreHead(layer, containers, "output", "none")
 
 
-def _linear_twin(layer):
-    """A copy of ``layer`` with a linear activation; weights are copied once it is built."""
+def _call_without_activation(layer, *args, **kwargs):
+    """Call ``layer`` on symbolic inputs without its activation.
+
+    A separate Softmax/Activation layer is simply skipped (its input is
+    returned); any other layer is called as a copy of it with a linear
+    activation, given a copy of its weights once built.
+    """
     _, keras = import_tf()
     if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
-        return None  # the scores are simply the layer's input
+        return args[0]
     config = dict(layer.get_config())
     config["activation"] = "linear"
     config["name"] = f"{layer.name}_pre_activation"
-    return type(layer).from_config(config)
+    twin = type(layer).from_config(config)
+    out = twin(*args, **kwargs)
+    twin.set_weights(layer.get_weights())
+    return out
 
 
 def build_explainer_model(model, target: LayerInfo, head: ScoreHead):
@@ -413,17 +421,12 @@ def build_explainer_model(model, target: LayerInfo, head: ScoreHead):
     _, keras = import_tf()
     captured: dict[str, object] = {}
     along_path = {id(m) for m in target.containers + head.containers}
-    twin = _linear_twin(head.layer) if head.kind.startswith("pre-") else None
 
     def call(layer, *args, **kwargs):
         if id(layer) in along_path:
             out = _rebuild(layer, args[0], call)
         elif layer is head.layer and head.kind.startswith("pre-"):
-            if twin is None:
-                out = args[0]
-            else:
-                out = twin(*args, **kwargs)
-                twin.set_weights(layer.get_weights())
+            out = _call_without_activation(layer, *args, **kwargs)
         else:
             out = layer(*args, **kwargs)
         if layer is target.layer:
@@ -478,10 +481,7 @@ def build_guided_model(model):
         if is_relu_layer or (isinstance(layer, keras.layers.Activation) and activation == "relu"):
             return GuidedReLU()(args[0])
         if activation == "relu" and not isinstance(layer, keras.layers.Activation):
-            twin = _linear_twin(layer)
-            out = twin(*args, **kwargs)
-            twin.set_weights(layer.get_weights())
-            return GuidedReLU()(out)
+            return GuidedReLU()(_call_without_activation(layer, *args, **kwargs))
         return layer(*args, **kwargs)
 
     inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")

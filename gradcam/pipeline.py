@@ -155,7 +155,7 @@ class _Manifest:
         self._file.close()
 
 
-def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int | None = None,
+def run(explainer, items: Iterable[InputImage], options: RunOptions,
         on_record: Callable[[dict], None] | None = None) -> Summary:
     """Explain every input, writing outputs and manifest lines as they finish.
 
@@ -163,7 +163,7 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions, total: int 
     manifest and ``Summary.interrupted`` is set.
     """
     items = list(items)
-    summary = Summary(total=len(items) if total is None else total)
+    summary = Summary(total=len(items))
     run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
     prepare_output_dir(options.output_dir)
     manifest = _Manifest(options.output_dir)

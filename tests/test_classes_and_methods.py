@@ -140,3 +140,12 @@ def test_unknown_output_activation_is_said(tmp_path, capsys):
     assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o")]) == 0
     captured = capsys.readouterr()
     assert "cannot tell whether" in captured.err and "scores output" in captured.out
+
+
+def test_guided_top_k_equals_each_class_alone(tiny_model):
+    images = np.random.default_rng(9).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    ranked = Explainer(tiny_model, method="guided-gradcam", top_k=2).explain_batch(images)
+    single = Explainer(tiny_model, method="guided-gradcam")
+    for k in range(2):
+        alone = single.explain_batch(images, ranked.ranked_class_index[:, k])
+        np.testing.assert_allclose(ranked.ranked_cams[:, k], alone.cams, rtol=1e-4, atol=1e-6)
