@@ -62,8 +62,9 @@ def faithfulness(predict, image: np.ndarray, heatmap: np.ndarray, class_index: i
     Deletion replaces pixels, most important first, by black (0) in ``steps``
     steps; insertion reveals them in the same order over the blurred image
     (``baseline="blur"``, as in RISE) or over black. The probability of
-    ``class_index`` is recorded after each step; all 2 (steps + 1) + 2 images
+    ``class_index`` is recorded after each step; all 2 (steps + 1) + 1 images
     go through ``predict`` (images (B, H, W, 3) -> probabilities (B, C)) as one batch.
+    Deletion's first step is the whole image, so it also gives the full probability.
     """
     image = np.asarray(image, dtype=np.float32)
     masks = pixel_masks(heatmap, steps)[..., None]
@@ -71,11 +72,11 @@ def faithfulness(predict, image: np.ndarray, heatmap: np.ndarray, class_index: i
     deleted = image[None] * (1.0 - masks)
     inserted = start[None] * (1.0 - masks) + image[None] * masks
     kept = image * heatmap[..., None]
-    batch = np.concatenate([deleted, inserted, image[None], kept[None]])
+    batch = np.concatenate([deleted, inserted, kept[None]])
     probability = np.asarray(predict(batch))[:, class_index]
     n = steps + 1
     deletion, insertion = probability[:n], probability[n : 2 * n]
-    full, masked = float(probability[-2]), float(probability[-1])
+    full, masked = float(deletion[0]), float(probability[-1])
     drop = max(0.0, full - masked) / full * 100.0 if full > 0 else 0.0
     return Faithfulness(deletion, insertion, _auc(deletion), _auc(insertion), drop, masked > full)
 
@@ -87,11 +88,11 @@ def input_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def curves_figure(result: Faithfulness, title: str) -> np.ndarray:
     """The deletion and insertion curves as a uint8 (H, W, 3) matplotlib figure."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from .render import figure_pixels
+
     figure = Figure(figsize=(6.4, 4.0), dpi=100)
-    canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     x = np.linspace(0, 1, len(result.deletion_curve))
     axes.plot(x, result.deletion_curve, label=f"deletion (AUC {result.deletion_auc:.3f}, lower is better)")
@@ -101,9 +102,7 @@ def curves_figure(result: Faithfulness, title: str) -> np.ndarray:
     axes.set_ylim(-0.02, 1.02)
     axes.legend(fontsize=8)
     axes.set_title(title, fontsize=10)
-    figure.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    return figure_pixels(figure)
 
 
 # --------------------------------------------------------------------------- sanity check

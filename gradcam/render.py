@@ -110,20 +110,26 @@ def panel_figure(photo: np.ndarray, overlay_image: np.ndarray, title: str) -> np
     Returns:
         uint8 (H', W', 3) image of the figure (about 1000 pixels wide).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     height, width = photo.shape[:2]
     panel_width = 5.0
     panel_height = min(max(panel_width * height / width, 1.0), 10.0)
     figure = Figure(figsize=(2 * panel_width, panel_height + 0.8), dpi=100)
-    canvas = FigureCanvasAgg(figure)
     for position, (image, label) in enumerate(((photo, "photo"), (overlay_image, "heatmap"))):
         axes = figure.add_subplot(1, 2, position + 1)
         axes.imshow(image, interpolation="antialiased")
         axes.set_title(label, fontsize=11)
         axes.axis("off")
     figure.suptitle(title, fontsize=13)
+    return figure_pixels(figure)
+
+
+def figure_pixels(figure) -> np.ndarray:
+    """Lay out and draw a matplotlib Figure (no pyplot, thread-safe Agg canvas): uint8 (H, W, 3)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
     figure.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
