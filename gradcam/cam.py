@@ -18,9 +18,6 @@ from .models import (
     preprocess_function, resolve_layer,
 )
 
-_EPS = 1e-7
-
-
 def _weighted_sum(activations, weights):
     """ReLU(sum_k weights_k A^k): (B, h, w, K) x (B, K) -> (B, h, w)."""
     tf, _ = import_tf()
@@ -41,18 +38,19 @@ def counterfactual_map(activations, gradients):
 def gradcam_plus_plus_map(activations, gradients):
     """Grad-CAM++ (Chattopadhay et al., 2018), closed form for an exponential score.
 
-    alpha_ij^k = g^2 / (2 g^2 + sum_ab A^k_ab g^3)  (0 where the denominator is 0),
-    w_k = sum_ij alpha_ij^k ReLU(g_ij^k); map = ReLU(sum_k w_k A^k), with g = dy/dA.
+    The paper's alpha_ij^k = g^2 / (2 g^2 + sum_ab A^k_ab g^3) with g = dy/dA^k_ij equals
+    1 / (2 + sum_ab A^k_ab g) wherever g != 0, and only ReLU(g) > 0 positions count, so
+    w_k = sum_ij ReLU(g_ij^k) / (2 + S_k g_ij^k), S_k = sum_ab A^k_ab; map = ReLU(sum_k w_k A^k).
+
+    No epsilon on squares: gradients of 1e-4 (global-average-pooling heads) keep their
+    weights, and scaling the logits scales nothing away. A term whose denominator is
+    exactly 0 counts 0. This is the paper's variant, without normalising alpha over
+    positions (as pytorch-grad-cam; the authors' code and tf-keras-vis also normalise).
     """
     tf, _ = import_tf()
-    g2 = tf.square(gradients)
-    g3 = g2 * gradients
     sum_a = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
-    denominator = 2.0 * g2 + sum_a * g3
-    safe = tf.where(tf.abs(denominator) > _EPS, denominator, tf.ones_like(denominator))
-    alpha = tf.where(tf.abs(denominator) > _EPS, g2 / safe, tf.zeros_like(g2))
-    weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
-    return _weighted_sum(activations, weights)
+    terms = tf.math.divide_no_nan(tf.nn.relu(gradients), 2.0 + sum_a * gradients)
+    return _weighted_sum(activations, tf.reduce_sum(terms, axis=(1, 2)))
 
 
 def hirescam_map(activations, gradients):
@@ -186,11 +184,12 @@ class Explainer:
         self._binary = score_shape[1] == 1
         self.num_classes: int = 2 if self._binary else int(score_shape[1])
         self._preprocess = preprocess_function(preprocess or model.preprocess)
+        self._deletion_baseline: np.ndarray | None = None
         self._map = METHODS[method]
         if not 1 <= top_k <= self.num_classes:
             raise UsageError(f"--top-k must be between 1 and the number of classes ({self.num_classes}), not {top_k}")
         self.top_k = top_k
-        self._guided = build_guided_model(model.model) if method == "guided-gradcam" else None
+        self._guided = build_guided_model(model.model, self.head) if method == "guided-gradcam" else None
         height, width = self.input_size
         self._forward = tf.function(
             self._probabilities, input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
@@ -302,6 +301,9 @@ class Explainer:
         batch = np.asarray(images, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:3] != tuple(self.input_size):
             raise ValueError(f"images must be (B, {self.input_size[0]}, {self.input_size[1]}, 3); got {batch.shape}")
+        if class_index is not None and self.top_k > 1:
+            raise UsageError("a class index and top_k > 1 exclude each other: top_k explains the most "
+                             "probable classes")
         if class_index is None:
             wanted = np.full(len(batch), -1, dtype=np.int32)
         else:
@@ -310,6 +312,18 @@ class Explainer:
                 self.check_class_index(int(index))
         cams, chosen, probabilities = self._step(tf.constant(batch), tf.constant(wanted))
         return BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy())
+
+    def deletion_baseline(self) -> np.ndarray:
+        """float32 (3,): the RGB pixel value that the model's preprocessing maps to zero.
+
+        RISE (Petsiuk et al., 2018) deletes pixels to zero in the model's input space: the
+        ImageNet mean for caffe-style preprocessing, 127.5 for ``x / 127.5 - 1``, black for none.
+        """
+        if self._deletion_baseline is None:
+            from .evaluate import zero_pixel
+
+            self._deletion_baseline = zero_pixel(self._preprocess)
+        return self._deletion_baseline
 
     @property
     def map_size(self) -> tuple[int, int]:

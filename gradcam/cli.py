@@ -206,18 +206,19 @@ def _run_with_progress(explainer, items, options, show_each: bool):
             if record["rank"] in (None, 1):  # count inputs, not the top-k records of each
                 bar.update(1)
             if show_each:
-                print(_record_line(record))
+                print(_record_line(record, options.top_k))
         return run(explainer, items, options, on_record=on_record)
 
 
-def _record_line(record: dict) -> str:
+def _record_line(record: dict, top_k: int = 1) -> str:
+    rank = f"top {record['rank']}: " if top_k > 1 and record["rank"] is not None else ""
     if record["status"] == "error":
-        return f"{record['input']}: error: {record['error']}"
+        return f"{record['input']}: {rank}error: {record['error']}"
     if record["status"] == "skipped":
-        return f"{record['input']}: skipped, {record['overlay']} exists (use --overwrite to redo)"
-    name = record["class_name"] or "class"
-    rank = f"top {record['rank']}: " if record["overlay"] and ".top" in record["overlay"] else ""
-    zero = " [heatmap is zero everywhere]" if record["zero_heatmap"] else ""
+        return (f"{record['input']}: {rank}skipped, {record['overlay']} exists with the same settings "
+                "(use --overwrite to redo)")
+    name = record["class_name"] if record["class_name"] is not None else "class"
+    zero = " [heatmap is constant: drawn as zero everywhere]" if record["zero_heatmap"] else ""
     return (f"{record['input']}: {rank}{name} ({record['class_index']}), p={record['probability']:.3f} "
             f"-> {record['overlay']}{zero}")
 
@@ -253,7 +254,12 @@ def _report(summary, output_dir: Path) -> int:
         for path, reason in summary.failures:
             print(f"failed: {path}: {reason}", file=sys.stderr)
     stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else ""
-    print(f"gradcam: {summary.explained} explained, {summary.skipped} skipped, {summary.failed} failed"
+    redone = ""
+    if summary.redone:
+        why = ", ".join(f"{reason} ({count})" if count != summary.redone else reason
+                        for reason, count in summary.redo_reasons.most_common())
+        redone = f" ({summary.redone} redone: outputs existed, made with other settings or incomplete: {why})"
+    print(f"gradcam: {summary.explained} explained{redone}, {summary.skipped} skipped, {summary.failed} failed"
           f"{stopped}; outputs in {output_dir}/ (manifest.jsonl, index.html)")
     means = summary.means()
     if means:

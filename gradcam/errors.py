@@ -27,3 +27,7 @@ class WeightsError(GradcamError):
 
 class OutputError(GradcamError):
     """An output folder or file that cannot be written."""
+
+
+class HeatmapError(GradcamError):
+    """A class activation map with NaN or infinite values: reported as an error, never drawn."""

@@ -31,12 +31,57 @@ def pixel_masks(heatmap: np.ndarray, steps: int) -> np.ndarray:
     return (rank[None, :] < counts[:, None]).reshape(steps + 1, height, width).astype(np.float32)
 
 
-def blurred(image: np.ndarray) -> np.ndarray:
-    """The insertion start: a strong Gaussian blur of the image (sigma = 1/16 of its larger side)."""
+#: RISE's insertion start: the image blurred by an 11 x 11 Gaussian kernel of sigma 5 (at 224 px).
+RISE_BLUR_TAPS, RISE_BLUR_SIGMA = 11, 5.0
+
+
+def zero_pixel(preprocess) -> np.ndarray:
+    """float32 (3,): the RGB value v in pixel space with preprocess(v) = 0 in every channel.
+
+    ``preprocess`` maps images (B, H, W, 3) in [0, 255] to model input and is affine per
+    pixel for every keras.applications family (caffe's channel flip included), so it is
+    measured on four one-pixel images and solved; the result is clipped to [0, 255].
+    """
+    probes = np.zeros((4, 1, 1, 3), np.float32)
+    for channel in range(3):
+        probes[channel + 1, 0, 0, channel] = 255.0  # full-scale steps: float32 keeps their precision
+    out = np.asarray(preprocess(probes.copy()), dtype=np.float64).reshape(4, 3)
+    offset, matrix = out[0], (out[1:] - out[0]).T / 255.0  # model value = matrix @ pixel + offset
+    try:
+        value = np.linalg.solve(matrix, -offset)
+    except np.linalg.LinAlgError:
+        value = np.zeros(3)
+    return (np.clip(value, 0.0, 255.0) + 0.0).astype(np.float32)  # + 0.0: no -0
+
+
+def rise_kernel() -> np.ndarray:
+    """RISE's 1-D blur kernel (11 taps): its 2-D kernel, a Gaussian filter (sigma 5) of a unit impulse
+    on an 11 x 11 grid, is the outer product of this with itself."""
     from scipy import ndimage
 
-    sigma = max(image.shape[:2]) / 16.0
-    return ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0), mode="nearest").astype(np.float32)
+    impulse = np.zeros(RISE_BLUR_TAPS)
+    impulse[RISE_BLUR_TAPS // 2] = 1.0
+    return ndimage.gaussian_filter1d(impulse, RISE_BLUR_SIGMA)
+
+
+def blurred(image: np.ndarray, zero: np.ndarray | None = None) -> np.ndarray:
+    """The insertion start of RISE: the image convolved with :func:`rise_kernel` in both directions,
+    padded with ``zero`` (the pixel that is 0 in model space, as RISE pads the model input with 0).
+
+    Args:
+        image: float32 (H, W, 3) in [0, 255].
+        zero: float32 (3,), default black.
+    """
+    from scipy import ndimage
+
+    zero = np.zeros(3, np.float32) if zero is None else np.asarray(zero, np.float32)
+    kernel = rise_kernel()
+    out = np.empty(image.shape, np.float32)
+    for channel in range(image.shape[2]):
+        plane = ndimage.correlate1d(image[..., channel].astype(np.float64), kernel, axis=0, mode="constant",
+                                    cval=float(zero[channel]))
+        out[..., channel] = ndimage.correlate1d(plane, kernel, axis=1, mode="constant", cval=float(zero[channel]))
+    return out
 
 
 @dataclass
@@ -56,22 +101,25 @@ class Faithfulness:
 
 
 def faithfulness(predict, image: np.ndarray, heatmap: np.ndarray, class_index: int, steps: int = 20,
-                 baseline: str = "black") -> Faithfulness:
-    """Deletion and insertion curves and average drop for one image and heatmap.
+                 zero: np.ndarray | None = None) -> Faithfulness:
+    """Deletion and insertion curves (RISE's protocol) and average drop for one image and heatmap.
 
-    Deletion replaces pixels, most important first, by black (0) in ``steps``
-    steps; insertion reveals them in the same order over the blurred image
-    (``baseline="blur"``, as in RISE) or over black. The probability of
-    ``class_index`` is recorded after each step; all 2 (steps + 1) + 1 images
-    go through ``predict`` (images (B, H, W, 3) -> probabilities (B, C)) as one batch.
+    Deletion sets pixels, most important first, to ``zero`` (float32 (3,), the pixel that the
+    model's preprocessing maps to 0; black when None) in ``steps`` steps of H W / steps pixels;
+    insertion reveals them in the same order over :func:`blurred`. With ``steps`` = 224 at
+    224 x 224 px this is RISE's protocol exactly (224 pixels a step). Average drop keeps
+    ``zero + (image - zero) * heatmap``: the image times the heatmap in model space.
+    The probability of ``class_index`` is recorded after each step; all 2 (steps + 1) + 1
+    images go through ``predict`` (images (B, H, W, 3) -> probabilities (B, C)) as one batch.
     Deletion's first step is the whole image, so it also gives the full probability.
     """
     image = np.asarray(image, dtype=np.float32)
+    zero = np.zeros(3, np.float32) if zero is None else np.asarray(zero, np.float32)
     masks = pixel_masks(heatmap, steps)[..., None]
-    start = blurred(image) if baseline == "blur" else np.zeros_like(image)
-    deleted = image[None] * (1.0 - masks)
+    start = blurred(image, zero)
+    deleted = image[None] * (1.0 - masks) + zero * masks
     inserted = start[None] * (1.0 - masks) + image[None] * masks
-    kept = image * heatmap[..., None]
+    kept = zero + (image - zero) * heatmap[..., None]
     batch = np.concatenate([deleted, inserted, kept[None]])
     probability = np.asarray(predict(batch))[:, class_index]
     n = steps + 1
@@ -127,14 +175,73 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
+def _initializer_for(layer, variable):
+    """The initializer that built ``variable`` of ``layer``: the layer's (or a sub-layer's)
+    ``NAME_initializer`` attribute, e.g. kernel_initializer, moving_variance_initializer,
+    depthwise_initializer for depthwise_kernel. None when there is none."""
+    _, keras = _keras()
+    name = variable.name.split("/")[-1].split(":")[0]
+    attributes = [f"{name}_initializer", f"{name.removesuffix('_kernel')}_initializer"]
+    owners = [layer] + [value for value in vars(layer).values() if isinstance(value, keras.layers.Layer)]
+    for owner in owners:
+        for attribute in attributes:
+            initializer = getattr(owner, attribute, None)
+            if initializer is not None:
+                return keras.initializers.get(initializer)
+    return None
+
+
+def _fallback_initializer(variable):
+    """For a weight without a known initializer: ones for scales and variances, zeros for other
+    vectors, Glorot-uniform for matrices and kernels."""
+    _, keras = _keras()
+    name = variable.name.lower()
+    if len(variable.shape) >= 2:
+        return keras.initializers.GlorotUniform()
+    if any(word in name for word in ("gamma", "scale", "variance")):
+        return keras.initializers.Ones()
+    return keras.initializers.Zeros()
+
+
+def reinitialize(layer, seed: int) -> None:
+    """Re-draw every weight of ``layer`` as when it was built (Adebayo et al., 2018): with the
+    layer's own initializers (kernel and bias; BatchNormalization's gamma, beta and moving
+    statistics...), each seeded with ``seed`` plus its position, so the result is reproducible.
+    """
+    _, keras = _keras()
+    for position, variable in enumerate(layer.weights):
+        initializer = _initializer_for(layer, variable) or _fallback_initializer(variable)
+        config = initializer.get_config()
+        if "seed" in config:
+            initializer = type(initializer).from_config({**config, "seed": seed + position})
+        variable.assign(keras.ops.cast(initializer(tuple(variable.shape), dtype=variable.dtype), variable.dtype))
+
+
+def _keras():
+    from ._tf import import_tf
+
+    return import_tf()
+
+
+def _finite_cams(cams: np.ndarray, when: str) -> np.ndarray:
+    from .errors import HeatmapError
+
+    bad = ~np.isfinite(cams)
+    if bad.any():
+        images = int(bad.reshape(len(cams), -1).any(axis=1).sum())
+        raise HeatmapError(f"sanity check stopped: the heatmap is not finite {when} "
+                           f"({images} of {len(cams)} image(s) have NaN or infinite values), so no verdict")
+    return cams
+
+
 def cascading_randomization(explainer_factory, model, images: np.ndarray, class_index: np.ndarray,
                             seed: int = 0) -> tuple[np.ndarray, list[SanityStep]]:
     """The model-randomisation test of Adebayo et al. (2018), cascading from the top.
 
     A copy of ``model`` is made (the caller's model is never changed); its
     layers with weights are re-initialised one at a time from the output
-    down, each with normal values of the same mean and standard deviation
-    per weight tensor, and the same images and classes are explained again.
+    down, with their own initializers (:func:`reinitialize`), and the same
+    images and classes are explained again.
 
     Args:
         explainer_factory: model -> Explainer for the same layer and method.
@@ -143,26 +250,25 @@ def cascading_randomization(explainer_factory, model, images: np.ndarray, class_
 
     Returns:
         (original cams (B, h, w), one SanityStep per randomised layer).
+
+    Raises:
+        HeatmapError: a map, original or after some step, has NaN or infinite values.
     """
-    from ._tf import import_tf
     from .models import iter_layers
 
-    _, keras = import_tf()
-    original = explainer_factory(model).explain_batch(images, class_index).cams
+    _, keras = _keras()
+    original = _finite_cams(explainer_factory(model).explain_batch(images, class_index).cams, "on the original model")
     copy = keras.models.clone_model(model, recursive=True) if not isinstance(model, keras.Sequential) \
         else keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    rng = np.random.default_rng(seed)
-    weighted = [info for info in iter_layers(copy) if info.layer.get_weights() and not isinstance(info.layer, keras.Model)]
+    weighted = [info for info in iter_layers(copy) if info.layer.weights and not isinstance(info.layer, keras.Model)]
     steps = []
-    for info in reversed(weighted):
-        info.layer.set_weights([
-            rng.normal(w.mean(), w.std() if w.std() > 0 else 0.05, w.shape).astype(w.dtype)
-            for w in info.layer.get_weights()
-        ])
+    for number, info in enumerate(reversed(weighted)):
+        reinitialize(info.layer, seed + 1000 * number)
         # a fresh explainer each step: it holds copies of some layers (the linear score head,
         # guided ReLU twins) whose weights are taken when it is built
-        cams = explainer_factory(copy).explain_batch(images, class_index).cams
+        cams = _finite_cams(explainer_factory(copy).explain_batch(images, class_index).cams,
+                            f"once the layers down to {info.path} are re-initialised")
         per_image = [rank_correlation(a, b) for a, b in zip(original, cams)]
         steps.append(SanityStep(info.path, float(np.mean(per_image)), per_image))
     return original, steps

@@ -6,33 +6,13 @@ lines of plain JavaScript sort and filter the grid).
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from urllib.parse import quote
 
+from .manifest import MANIFEST_NAME, latest_records
 from .render import write_atomic
 
 GALLERY_NAME = "index.html"
-
-
-def latest_records(manifest_path: Path) -> list[dict]:
-    """The newest record per (input, rank); a later "skipped" keeps the earlier result it skipped."""
-    latest: dict[tuple, dict] = {}
-    try:
-        lines = Path(manifest_path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        key = (record.get("input"), record.get("rank") or 1)
-        earlier = latest.get(key)
-        if record.get("status") == "skipped" and earlier and earlier.get("status") == "ok":
-            continue
-        latest[key] = record
-    return list(latest.values())
 
 
 def _caption(record: dict) -> str:
@@ -42,7 +22,15 @@ def _caption(record: dict) -> str:
     probability = record.get("probability")
     p = f"{probability:.1%}" if isinstance(probability, (int, float)) else "?"
     rank = f" · top {record['rank']}" if (record.get("rank") or 1) > 1 else ""
-    return f"{name} · {record.get('class_name') or record.get('class_index')} ({p}){rank} · {record.get('layer')}"
+    return f"{name} · {_class_label(record)} ({p}){rank} · {record.get('layer')}"
+
+
+def _class_label(record: dict) -> str:
+    """The class name, else the class index (0 included), else ''."""
+    for key in ("class_name", "class_index"):
+        if record.get(key) is not None:
+            return str(record[key])
+    return ""
 
 
 def render_gallery(records: list[dict]) -> str:
@@ -50,12 +38,11 @@ def render_gallery(records: list[dict]) -> str:
     shown = [r for r in records if r.get("status") in ("ok", "skipped") and r.get("overlay")]
     failed = [r for r in records if r.get("status") == "error"]
     shown.sort(key=lambda r: (r.get("input") or "", r.get("rank") or 1))
-    classes = sorted({str(r.get("class_name") or r.get("class_index")) for r in shown
-                      if r.get("class_name") or r.get("class_index") is not None})
+    classes = sorted({_class_label(r) for r in shown} - {""})
     cards = []
     for r in shown:
         href = quote(r["overlay"])
-        label = str(r.get("class_name") or r.get("class_index") or "")
+        label = _class_label(r)
         probability = r.get("probability") if isinstance(r.get("probability"), (int, float)) else -1
         cards.append(
             f'<figure data-class="{html.escape(label)}" data-p="{probability}" data-name="{html.escape(r["input"])}">'
@@ -97,6 +84,6 @@ def write_gallery(output_dir: Path) -> Path:
     """Write OUTPUT/index.html from OUTPUT/manifest.jsonl, atomically; returns its path."""
     output_dir = Path(output_dir)
     path = output_dir / GALLERY_NAME
-    records = latest_records(output_dir / "manifest.jsonl")
+    records = latest_records(output_dir / MANIFEST_NAME)
     write_atomic(path, render_gallery(records).encode("utf-8"))
     return path

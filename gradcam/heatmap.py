@@ -3,27 +3,48 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import HeatmapError
+
+
+def check_finite(cam: np.ndarray) -> None:
+    """Raise HeatmapError if ``cam`` holds NaN or infinity (a broken model or method, never a picture)."""
+    cam = np.asarray(cam)
+    if not np.isfinite(cam).all():
+        nan = int(np.isnan(cam).sum())
+        inf = int(np.isinf(cam).sum())
+        raise HeatmapError(f"heatmap is not finite: {nan} NaN and {inf} infinite value(s) of {cam.size}")
+
 
 def normalize(cam: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Scale a non-negative map by its maximum.
+    """Scale a map min-max to [0, 1], as pytorch-grad-cam and tf-keras-vis do.
 
     Args:
-        cam: float array (h, w), values >= 0 (a ReLU'd class activation map).
+        cam: float array (h, w), a class activation map.
 
     Returns:
-        (heatmap, is_zero): heatmap is float32 (h, w) in [0, 1]; a map that is
-        zero everywhere (or not finite) stays all zeros and ``is_zero`` is True.
+        (heatmap, is_constant): heatmap is float32 (h, w) in [0, 1], (cam - min) / (max - min);
+        a constant map (zero or not) is all zeros and ``is_constant`` is True.
+
+    Raises:
+        HeatmapError: the map has NaN or infinite values.
     """
     cam = np.asarray(cam, dtype=np.float32)
-    cam = np.where(np.isfinite(cam), cam, 0.0)
-    peak = float(cam.max()) if cam.size else 0.0
-    if peak <= 0.0:
-        return np.zeros_like(cam, dtype=np.float32), True
-    return np.clip(cam / peak, 0.0, 1.0).astype(np.float32), False
+    check_finite(cam)
+    if cam.size == 0:
+        return np.zeros_like(cam), True
+    low, high = float(cam.min()), float(cam.max())
+    if not high > low:
+        return np.zeros_like(cam), True
+    scaled = (cam - np.float32(low)) / np.float32(high - low)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False), False
 
 
 def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Upsample a heatmap to exactly ``shape`` with ``scipy.ndimage.zoom`` (order=1).
+
+    Pixel centres are aligned (``grid_mode=True``): cell i of h covers photo rows
+    [i H / h, (i + 1) H / h) and its value sits at the centre (i + 1/2) H / h, as in
+    ``tf.image.resize`` (half-pixel centres); edges are held (``mode="nearest"``).
 
     Args:
         heatmap: float array (h, w) in [0, 1].
@@ -37,7 +58,7 @@ def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     heatmap = np.asarray(heatmap, dtype=np.float32)
     height, width = shape
     factors = (height / heatmap.shape[0], width / heatmap.shape[1])
-    big = ndimage.zoom(heatmap, factors, order=1, mode="nearest", grid_mode=False)
+    big = ndimage.zoom(heatmap, factors, order=1, mode="nearest", grid_mode=True)
     if big.shape != (height, width):  # zoom rounds the output size; fix an off-by-one
         big = _fit(big, height, width)
     return np.clip(big, 0.0, 1.0).astype(np.float32, copy=False)

@@ -65,6 +65,8 @@ class Classifier:
         input_size: (height, width) the photos are resized to.
         preprocess: name of a :data:`PREPROCESS_FAMILIES` entry.
         class_names: one name per class index, or None.
+        weights: where the weights came from (``imagenet``, ``random``, a file path), or
+            None for a model given in memory or loaded whole from a file.
     """
 
     model: object
@@ -74,6 +76,7 @@ class Classifier:
     class_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     class_synonyms: list[list[str]] | None = None
+    weights: str | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -134,7 +137,7 @@ def load_classifier(
         arch = ARCHITECTURES[key]
         loaded = _load_application(keras, key, arch, weights)
         classifier = Classifier(loaded, key, arch.input_size, preprocess or arch.preprocess, imagenet_class_names(),
-                                class_synonyms=imagenet_synonyms())
+                                class_synonyms=imagenet_synonyms(), weights=weights)
         if weights == "random":
             classifier.notes.append("random weights: the heatmaps show nothing about a trained model")
     else:
@@ -457,10 +460,12 @@ def _rebuild(model, inputs, call):
     return clone.outputs[0]
 
 
-def build_guided_model(model):
+def build_guided_model(model, head: ScoreHead):
     """A new Keras model: images -> class scores, in which every ReLU has the guided gradient.
 
-    Separate ReLU layers are replaced by a guided ReLU; layers with a built-in
+    The scores are taken before the final softmax/sigmoid exactly as in
+    :func:`build_explainer_model` (``head``), so the guided gradient is
+    d y^c / d x of the pre-softmax score, not of the probability. Separate ReLU layers are replaced by a guided ReLU; layers with a built-in
     ReLU activation are called as a linear copy (weights copied) followed by
     the guided ReLU. Other activations are left as they are. The caller's
     model is not changed; its other layers are shared.
@@ -475,6 +480,8 @@ def build_guided_model(model):
     def call(layer, *args, **kwargs):
         if isinstance(layer, keras.Model):
             return _rebuild(layer, args[0], call)
+        if layer is head.layer and head.kind.startswith("pre-"):
+            return _call_without_activation(layer, *args, **kwargs)
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
         is_relu_layer = isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") is None \
             and not layer.get_config().get("negative_slope")

@@ -7,9 +7,8 @@ decode pool (Pillow) -> batches -> one compiled step per batch (main thread)
 from __future__ import annotations
 
 import collections
-import json
+import hashlib
 import os
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,14 +17,15 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import ImageError, OutputError
-from .heatmap import normalize, upsample
-from .images import DEFAULT_MAX_PIXELS, InputImage, load_image, resize_for_model
+from .errors import HeatmapError, ImageError, OutputError
 from .evaluate import curves_figure, faithfulness, input_heatmap
 from .gallery import write_gallery
+from .heatmap import check_finite, normalize, upsample
+from .images import DEFAULT_MAX_PIXELS, InputImage, load_image, resize_for_model
+from .manifest import MANIFEST_NAME, ManifestWriter, changed_settings, settings_by_output
 from .render import overlay, panel_figure, save_npy, save_png
 
-MANIFEST_NAME = "manifest.jsonl"
+__all__ = ["MANIFEST_NAME", "RunOptions", "Summary", "output_paths", "prepare_output_dir", "run", "run_settings"]
 
 
 @dataclass
@@ -50,15 +50,22 @@ class RunOptions:
 
 @dataclass
 class Summary:
-    """Counts of one run; ``interrupted`` when it was stopped early."""
+    """Counts of one run; ``interrupted`` when it was stopped early.
+
+    ``redone`` counts inputs whose outputs existed but were made again, because
+    they were made with other settings (or with none recorded); ``redo_reasons``
+    counts why, e.g. ``{"method": 3}``.
+    """
 
     total: int
     explained: int = 0
     skipped: int = 0
     failed: int = 0
+    redone: int = 0
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
+    redo_reasons: collections.Counter = field(default_factory=collections.Counter)
 
     def means(self) -> dict[str, float]:
         """Mean of each faithfulness score over the explained records."""
@@ -95,6 +102,37 @@ def prepare_output_dir(output_dir: Path) -> None:
         raise OutputError(f"cannot write to output folder {output_dir}: {reason}") from None
 
 
+def run_settings(explainer, options: RunOptions) -> dict:
+    """Everything that shapes an output file, as recorded in its manifest record.
+
+    A rerun skips an output only when these are equal; a model or weights file
+    is identified by its path, size and modification time, class names by a digest.
+    """
+    classifier = explainer.classifier
+    names = classifier.class_names
+    return {
+        "model": classifier.name, "model_file": _file_identity(classifier.name),
+        "weights": classifier.weights, "weights_file": _file_identity(classifier.weights),
+        "preprocess": classifier.preprocess, "input_size": list(explainer.input_size),
+        "layer": explainer.layer_name, "method": explainer.method,
+        "class_index": options.class_index, "top_k": options.top_k,
+        "class_names": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12] if names else None,
+        "alpha": options.alpha, "colormap": options.colormap, "panel": options.panel, "save_npy": options.save_npy,
+        "evaluate": options.evaluate, "steps": options.steps if options.evaluate else None, "plot": options.plot,
+    }
+
+
+def _file_identity(name: str | None) -> str | None:
+    """'SIZE bytes, mtime NS' for an existing file, else None."""
+    if not name:
+        return None
+    try:
+        stat = os.stat(name)
+    except OSError:
+        return None
+    return f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}" if os.path.isfile(name) else None
+
+
 def _record(item: InputImage, status: str, run_id: str, **values) -> dict:
     base = {
         "input": str(item.path), "status": status, "error": None, "class_index": None,
@@ -115,7 +153,7 @@ def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_p
     """Normalise, upsample to the photo, write the overlay (or the side-by-side panel), the .npy,
     and with ``curves`` = (path, Faithfulness, title) the deletion/insertion plot.
 
-    Returns True if the map is zero everywhere.
+    Returns True if the map is constant (drawn as zero everywhere).
     """
     heatmap, is_zero = normalize(cam)
     big = upsample(heatmap, photo.shape[:2])
@@ -133,53 +171,55 @@ def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_p
 
 def panel_title(values: dict) -> str:
     """'tabby (53.2%) · layer block5_conv4 · gradcam' for a record's values."""
-    name = values.get("class_name") or f"class {values['class_index']}"
+    name = values["class_name"] if values.get("class_name") is not None else f"class {values['class_index']}"
     return f"{name} ({values['probability']:.1%}) · layer {values['layer']} · {values['method']}"
 
 
-class _Manifest:
-    """Appends one JSON line per record to OUTPUT/manifest.jsonl, flushed at once."""
-
-    def __init__(self, output_dir: Path):
-        self.output_dir = Path(output_dir).resolve()
-        self._file = open(self.output_dir / MANIFEST_NAME, "a", encoding="utf-8")
-
-    def relative(self, path: Path | None) -> str | None:
-        return None if path is None else Path(path).relative_to(self.output_dir).as_posix()
-
-    def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def run(explainer, items: Iterable[InputImage], options: RunOptions,
-        on_record: Callable[[dict], None] | None = None) -> Summary:
-    """Explain every input, writing outputs and manifest lines as they finish.
+@dataclass
+class _Decoded:
+    """An input ready for the model: the photo uint8 (H, W, 3) and the model input float32 (h, w, 3)."""
 
-    A KeyboardInterrupt stops the run cleanly: finished work is in the
-    manifest and ``Summary.interrupted`` is set.
+    item: InputImage
+    photo: np.ndarray
+    model_input: np.ndarray
+
+
+class _FolderRun:
+    """One folder run's state and its stages, in the order an input meets them:
+
+    :meth:`plan` (skip, redo or explain) -> :meth:`_take_decoded` (decoded photos into batches)
+    -> :meth:`_explain` (one compiled step per batch, per image on failure) -> :meth:`_finish_render`
+    (written outputs into manifest records) -> :meth:`_emit` (summary, manifest, callback).
     """
-    items = list(items)
-    summary = Summary(total=len(items))
-    run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    prepare_output_dir(options.output_dir)
-    manifest = _Manifest(options.output_dir)
-    common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
-    batch_size = max(1, options.batch_size)
-    decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-decode")
-    render_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-render")
-    decoding: collections.deque = collections.deque()
-    rendering: collections.deque = collections.deque()
-    batch: list = []
 
-    def emit(record: dict) -> None:
-        """Write a record. The summary counts inputs: explained and skipped only at an input's
-        first rank; every error counts."""
-        status = record["status"]
-        first = record["rank"] in (None, 1)
+    def __init__(self, explainer, options: RunOptions, on_record: Callable[[dict], None] | None, total: int):
+        self.explainer = explainer
+        self.options = options
+        self.on_record = on_record
+        self.summary = Summary(total=total)
+        self.run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.batch_size = max(1, options.batch_size)
+        self.settings = run_settings(explainer, options)
+        self.common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
+        prepare_output_dir(options.output_dir)
+        self.previous = {} if options.overwrite else settings_by_output(Path(options.output_dir) / MANIFEST_NAME)
+        self.manifest = ManifestWriter(options.output_dir)
+        self.decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-decode")
+        self.render_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-render")
+        self.decoding: collections.deque[tuple[InputImage, Future]] = collections.deque()
+        self.rendering: collections.deque[tuple[InputImage, Future, dict]] = collections.deque()
+        self.batch: list[_Decoded] = []
+
+    # -- records
+    def _emit(self, record: dict) -> None:
+        """Count a record in the summary (inputs: explained and skipped only at their first rank;
+        every error counts), append it to the manifest and pass it to ``on_record``."""
+        status, first, summary = record["status"], record["rank"] in (None, 1), self.summary
         if status == "ok":
             summary.explained += first
             for key in ("deletion_auc", "insertion_auc", "average_drop"):
@@ -190,87 +230,159 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions,
         else:
             summary.failed += 1
             summary.failures.append((record["input"], record["error"]))
-        manifest.write(record)
-        if on_record is not None:
-            on_record(record)
+        self.manifest.write(record)
+        if self.on_record is not None:
+            self.on_record(record)
 
-    def finish_render(limit: int) -> None:
-        while len(rendering) > limit:
-            item, future, values = rendering.popleft()
+    def _error(self, item: InputImage, message: str, rank: int | None = None) -> None:
+        self._emit(_record(item, "error", self.run_id, error=message, rank=rank, settings=self.settings,
+                           **self.common))
+
+    # -- stage 1: skip, redo or explain
+    def plan(self, item: InputImage) -> None:
+        """Skip an input whose outputs all exist and were made with these settings; otherwise
+        queue it for decoding (counting it as redone when some of its outputs existed)."""
+        options = self.options
+        ranked = [output_paths(item, options.output_dir, k + 1, options.top_k) for k in range(options.top_k)]
+        wanted = [path for overlay_path, npy_path in ranked
+                  for path in [overlay_path] + ([npy_path] if options.save_npy else [])]
+        existing = [path.exists() for path in wanted]
+        if not options.overwrite and any(existing):
+            reasons = self._redo_reasons([self.manifest.relative(overlay_path) for overlay_path, _ in ranked])
+            if all(existing) and not reasons:
+                for k, (overlay_path, npy_path) in enumerate(ranked):
+                    self._emit(_record(item, "skipped", self.run_id, overlay=self.manifest.relative(overlay_path),
+                                       heatmap=self.manifest.relative(npy_path) if options.save_npy else None,
+                                       rank=k + 1, settings=self.settings, **self.common))
+                return
+            self.summary.redone += 1
+            self.summary.redo_reasons.update(reasons or ["some outputs missing"])
+        future = self.decode_pool.submit(_decode, item, self.explainer.input_size, options.max_pixels)
+        self.decoding.append((item, future))
+        self._take_decoded(2 * self.batch_size)
+
+    def _redo_reasons(self, overlays: list[str]) -> list[str]:
+        """Why existing outputs must be made again: the settings that changed, or that none were recorded."""
+        reasons: list[str] = []
+        for overlay_path in overlays:
+            old = self.previous.get(overlay_path)
+            changed = ["no recorded settings"] if old is None else changed_settings(old, self.settings)
+            reasons.extend(reason for reason in changed if reason not in reasons)
+        return reasons
+
+    # -- stage 2: decoded photos into batches
+    def _take_decoded(self, limit: int) -> None:
+        """Collect decoded photos until at most ``limit`` are pending; explain each full batch."""
+        while len(self.decoding) > limit:
+            item, future = self.decoding.popleft()
+            try:
+                photo, model_input = future.result()
+            except ImageError as exc:
+                self._error(item, str(exc))
+                continue
+            self.batch.append(_Decoded(item, photo, model_input))
+            if len(self.batch) == self.batch_size:
+                self._explain(self.batch)
+                self.batch = []
+
+    # -- stage 3: the model
+    def _explain(self, pending: list[_Decoded]) -> None:
+        """One compiled step for the batch; if it fails, each image alone, recording those that still fail."""
+        try:
+            result = self.explainer.explain_batch(np.stack([entry.model_input for entry in pending]),
+                                                  self.options.class_index)
+        except Exception as exc:
+            if len(pending) == 1:
+                self._error(pending[0].item, f"cannot explain: {_first_line(exc)}")
+                return
+            for entry in pending:
+                self._explain([entry])
+            return
+        probability = result.ranked_probability
+        for i, entry in enumerate(pending):
+            for k in range(self.options.top_k):
+                self._render(entry, result.ranked_cams[i, k], int(result.ranked_class_index[i, k]),
+                             float(probability[i, k]), k + 1)
+        self._finish_render(2 * self.batch_size * self.options.top_k)
+
+    # -- stage 4: outputs
+    def _render(self, entry: _Decoded, cam: np.ndarray, class_index: int, probability: float, rank: int) -> None:
+        """Check one map, score it when asked, and queue its outputs for writing."""
+        options, explainer, manifest = self.options, self.explainer, self.manifest
+        try:
+            check_finite(cam)
+        except HeatmapError as exc:
+            self._error(entry.item, str(exc), rank)
+            return
+        overlay_path, npy_path = output_paths(entry.item, options.output_dir, rank, options.top_k)
+        npy_path = npy_path if options.save_npy else None
+        values = dict(self.common, class_index=class_index, class_name=explainer.class_name(class_index),
+                      probability=probability, rank=rank, overlay=manifest.relative(overlay_path),
+                      heatmap=manifest.relative(npy_path), settings=self.settings)
+        curves = None
+        if options.evaluate:
+            scores = faithfulness(explainer.predict, entry.model_input, input_heatmap(cam, explainer.input_size),
+                                  class_index, options.steps, explainer.deletion_baseline())
+            values.update(scores.as_record())
+            if options.plot:
+                curves_path = overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
+                values["curves"] = manifest.relative(curves_path)
+                curves = (curves_path, scores, panel_title(values))
+        title = panel_title(values) if options.panel else None
+        future = self.render_pool.submit(render_outputs, entry.photo, cam, overlay_path, npy_path,
+                                         options.alpha, options.colormap, title, curves)
+        self.rendering.append((entry.item, future, values))
+
+    def _finish_render(self, limit: int) -> None:
+        """Turn finished writes into records until at most ``limit`` are pending."""
+        while len(self.rendering) > limit:
+            item, future, values = self.rendering.popleft()
             try:
                 zero = future.result()
-                emit(_record(item, "ok", run_id, zero_heatmap=zero, **values))
             except Exception as exc:  # disk full, permission denied...
-                emit(_record(item, "error", run_id, error=f"cannot write output: {exc}", rank=values["rank"], **common))
-
-    def explain(pending: list) -> None:
-        resized = np.stack([entry[2] for entry in pending])
-        result = explainer.explain_batch(resized, options.class_index)
-        probability = result.ranked_probability
-        for i, (item, photo, model_input) in enumerate(pending):
-            for k in range(options.top_k):
-                overlay_path, npy_path = output_paths(item, options.output_dir, k + 1, options.top_k)
-                npy_path = npy_path if options.save_npy else None
-                index = int(result.ranked_class_index[i, k])
-                values = dict(common, class_index=index, class_name=explainer.class_name(index),
-                              probability=float(probability[i, k]), rank=k + 1,
-                              overlay=manifest.relative(overlay_path), heatmap=manifest.relative(npy_path))
-                if options.evaluate:
-                    scores = faithfulness(explainer.predict, model_input,
-                                          input_heatmap(result.ranked_cams[i, k], explainer.input_size),
-                                          index, options.steps, baseline="blur")
-                    values.update(scores.as_record())
-                curves = None
-                if options.evaluate and options.plot:
-                    curves_path = overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
-                    values["curves"] = manifest.relative(curves_path)
-                    curves = (curves_path, scores, panel_title(values))
-                title = panel_title(values) if options.panel else None
-                future = render_pool.submit(render_outputs, photo, result.ranked_cams[i, k], overlay_path,
-                                            npy_path, options.alpha, options.colormap, title, curves)
-                rendering.append((item, future, values))
-            finish_render(2 * batch_size * options.top_k)
-
-    def take_decoded(limit: int) -> None:
-        while len(decoding) > limit:
-            item, future = decoding.popleft()
-            try:
-                photo, resized = future.result()
-            except ImageError as exc:
-                emit(_record(item, "error", run_id, error=str(exc), **common))
+                self._error(item, f"cannot write output: {exc}", values["rank"])
                 continue
-            batch.append((item, photo, resized))
-            if len(batch) == batch_size:
-                explain(batch)
-                batch.clear()
+            self._emit(_record(item, "ok", self.run_id, zero_heatmap=zero, **values))
 
+    def finish(self) -> None:
+        """Drain every stage: the last decodes, the last (partial) batch, the last writes."""
+        self._take_decoded(0)
+        if self.batch:
+            self._explain(self.batch)
+            self.batch = []
+        self._finish_render(0)
+
+    def interrupt(self) -> None:
+        """Stop early, keeping the records of outputs that already finished writing."""
+        self.summary.interrupted = True
+        for _, future in self.decoding:
+            future.cancel()
+        for item, future, values in list(self.rendering):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._emit(_record(item, "ok", self.run_id, zero_heatmap=future.result(), **values))
+
+    def close(self) -> None:
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.render_pool.shutdown(wait=not self.summary.interrupted, cancel_futures=True)
+        self.manifest.close()
+        write_gallery(self.options.output_dir)
+
+
+def run(explainer, items: Iterable[InputImage], options: RunOptions,
+        on_record: Callable[[dict], None] | None = None) -> Summary:
+    """Explain every input, writing outputs and manifest lines as they finish.
+
+    A KeyboardInterrupt stops the run cleanly: finished work is in the
+    manifest and ``Summary.interrupted`` is set.
+    """
+    items = list(items)
+    folder_run = _FolderRun(explainer, options, on_record, len(items))
     try:
         for item in items:
-            ranked = [output_paths(item, options.output_dir, k + 1, options.top_k) for k in range(options.top_k)]
-            wanted = [path for overlay_path, npy_path in ranked
-                      for path in [overlay_path] + ([npy_path] if options.save_npy else [])]
-            if not options.overwrite and all(path.exists() for path in wanted):
-                for k, (overlay_path, npy_path) in enumerate(ranked):
-                    emit(_record(item, "skipped", run_id, overlay=manifest.relative(overlay_path), rank=k + 1,
-                                 heatmap=manifest.relative(npy_path) if options.save_npy else None, **common))
-                continue
-            decoding.append((item, decode_pool.submit(_decode, item, explainer.input_size, options.max_pixels)))
-            take_decoded(2 * batch_size)
-        take_decoded(0)
-        if batch:
-            explain(batch)
-            batch.clear()
-        finish_render(0)
+            folder_run.plan(item)
+        folder_run.finish()
     except KeyboardInterrupt:
-        summary.interrupted = True
-        for _, future in decoding:
-            future.cancel()
-        for item, future, values in list(rendering):  # keep what already finished writing
-            if future.done() and not future.cancelled() and future.exception() is None:
-                emit(_record(item, "ok", run_id, zero_heatmap=future.result(), **values))
+        folder_run.interrupt()
     finally:
-        decode_pool.shutdown(wait=False, cancel_futures=True)
-        render_pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
-        manifest.close()
-        write_gallery(options.output_dir)
-    return summary
+        folder_run.close()
+    return folder_run.summary

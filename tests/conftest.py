@@ -29,6 +29,29 @@ def build_tiny_model(size: int = 32, classes: int = 3, activation: str = "softma
     return k.Model(inputs, outputs, name="tiny")
 
 
+def batchnorm_model(seed: int = 0):
+    """conv -> BatchNormalization -> separate ReLU, twice -> GAP -> Dense softmax, with trained-like
+    statistics: moving variances small and skewed, as after training (many would be negative if
+    drawn from a normal of their own mean and standard deviation)."""
+    k = keras()
+    k.utils.set_random_seed(seed)
+    inputs = k.Input((24, 24, 3))
+    x = inputs
+    for i in (1, 2):
+        x = k.layers.Conv2D(6, 3, padding="same", name=f"conv{i}")(x)
+        x = k.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = k.layers.Activation("relu", name=f"relu{i}")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax", name="predictions")(x))
+    rng = np.random.default_rng(seed)
+    for i in (1, 2):
+        bn = model.get_layer(f"bn{i}")
+        gamma, beta, _, _ = bn.get_weights()
+        bn.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32), rng.normal(0, 0.1, beta.shape).astype(np.float32),
+                        rng.normal(20, 30, gamma.shape).astype(np.float32), rng.exponential(0.5, gamma.shape).astype(np.float32) ** 3])
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     return build_tiny_model()
@@ -54,3 +77,23 @@ def write_photo(path, size=(40, 30), mode="RGB", seed=0, **save_args):
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, **save_args)
     return path
+
+
+def independent_cams(model, layer_name: str, head_name: str, images, class_index, method, preprocess=None):
+    """A class activation map computed without gradcam's explainer: a probe model gives the layer's
+    activations and the input of the softmax Dense head ``head_name``; the logit is formed by hand.
+
+    Returns (cams (B, h, w) as NumPy, activations, gradients)."""
+    import tensorflow as tf
+
+    k = keras()
+    head = model.get_layer(head_name)
+    probe = k.Model(model.inputs, [model.get_layer(layer_name).output, head.input])
+    kernel, bias = head.get_weights()
+    x = tf.constant(images if preprocess is None else preprocess(np.array(images)))
+    with tf.GradientTape() as tape:
+        activations, features = probe(x, training=False)
+        logits = tf.matmul(features, kernel) + bias
+        score = tf.gather(logits, tf.constant(class_index, tf.int32), axis=1, batch_dims=1)
+    gradients = tape.gradient(score, activations)
+    return method(activations, gradients).numpy(), activations.numpy(), gradients.numpy()

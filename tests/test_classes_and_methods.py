@@ -93,7 +93,11 @@ def test_cli_class_name_top_k_and_labels(tmp_path, tiny_model_file, capsys):
     assert [r["rank"] for r in records] == [1, 2]
     assert records[0]["probability"] >= records[1]["probability"]
     assert records[0]["class_index"] != records[1]["class_index"]
-    assert (out / "p.png.top1.png").is_file() and (out / "p.png.top2.npy").is_file()
+    from PIL import Image
+
+    top1, top2 = (np.asarray(Image.open(out / f"p.png.top{k}.png").convert("RGB")) for k in (1, 2))
+    assert top1.shape == top2.shape == (30, 40, 3) and not np.array_equal(top1, top2)
+    assert np.load(out / "p.png.top2.npy").shape == (30, 40)
     assert "1 explained" in capsys.readouterr().out
     assert main(base + ["--top-k", "2", "--save-npy"]) == 0  # rerun: one input skipped, not two
     assert "0 explained, 1 skipped, 0 failed" in capsys.readouterr().out
@@ -149,3 +153,45 @@ def test_guided_top_k_equals_each_class_alone(tiny_model):
     for k in range(2):
         alone = single.explain_batch(images, ranked.ranked_class_index[:, k])
         np.testing.assert_allclose(ranked.ranked_cams[:, k], alone.cams, rtol=1e-4, atol=1e-6)
+
+
+def _independent_guided_logit_gradient(model, images, class_index):
+    """d z_c / d x through guided ReLUs, written with raw TensorFlow ops from the tiny model's weights."""
+    tf = pytest.importorskip("tensorflow")
+
+    @tf.custom_gradient
+    def my_guided_relu(x):
+        def grad(dy):
+            return tf.where((x > 0) & (dy > 0), dy, tf.zeros_like(dy))
+        return tf.maximum(x, 0.0), grad
+
+    k1, b1 = model.get_layer("conv1").get_weights()
+    k2, b2 = model.get_layer("last_conv").get_weights()
+    w, b = model.get_layer("predictions").get_weights()
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        h = my_guided_relu(tf.nn.conv2d(x, k1, 1, "SAME") + b1)
+        h = my_guided_relu(tf.nn.conv2d(h, k2, 1, "SAME") + b2)
+        h = tf.reduce_mean(tf.nn.max_pool2d(h, 2, 2, "VALID"), axis=(1, 2))
+        logits = tf.matmul(h, w) + b
+        score = tf.reduce_sum(tf.gather(logits, class_index, axis=1, batch_dims=1))
+    return tape.gradient(score, x)
+
+
+def test_guided_gradient_is_of_the_logit_not_the_softmax():
+    tf = pytest.importorskip("tensorflow")
+    model = build_tiny_model(seed=21)
+    dense = model.get_layer("predictions")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 40.0, bias])  # confident: the softmax saturates
+    images = np.random.default_rng(21).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.max(axis=1).min() > 0.999
+    classes = probabilities.argmax(axis=1).astype(np.int32)
+    guided = _independent_guided_logit_gradient(model, images, tf.constant(classes))
+    cams = Explainer(model, layer="last_conv").explain_batch(images, classes).cams
+    expected = guided_gradcam_map(guided, tf.constant(cams)).numpy()
+    result = Explainer(model, layer="last_conv", method="guided-gradcam").explain_batch(images, classes)
+    assert expected.max() > 0
+    np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-5 * expected.max())

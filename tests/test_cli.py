@@ -122,7 +122,7 @@ def test_folder_with_bad_files(tmp_path, tiny_model_file, capsys):
     assert set(records) == {"good1.jpg", "good2.png", "good3.webp", "empty.jpg", "text.png"}
     assert {n for n, r in records.items() if r["status"] == "ok"} == {"good1.jpg", "good2.png", "good3.webp"}
     assert records["empty.jpg"]["status"] == "error" and records["empty.jpg"]["error"]
-    assert (out / "sub" / "good3.webp.png").is_file()
+    assert Image.open(out / "sub" / "good3.webp.png").size == Image.open(root / "sub" / "good3.webp").size
     assert "3 explained, 0 skipped, 2 failed" in captured.out
     assert "empty.jpg" in captured.err and "Traceback" not in captured.err
 
@@ -261,3 +261,63 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_model_file):
     assert 0 < len(finished) < 60
     assert run_cli(args).returncode == 0
     assert len(list(out.glob("*.png"))) == 60
+
+
+def test_rerun_redoes_outputs_made_with_other_settings(tmp_path, tiny_model_file, capsys):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    write_photo(root / "a.jpg", seed=1)
+    write_photo(root / "b.jpg", seed=2)
+    base = tiny(tiny_model_file, str(root), "-o", str(out))
+    assert main(base) == 0
+    first = (out / "a.jpg.png").read_bytes()
+    capsys.readouterr()
+    for changed, reason in ((["--method", "hirescam"], "method"), (["--method", "hirescam", "--alpha", "0.7"], "alpha"),
+                            (["--method", "hirescam", "--alpha", "0.7", "--colormap", "viridis"], "colormap"),
+                            (["--method", "hirescam", "--alpha", "0.7", "--colormap", "viridis", "--panel"], "panel")):
+        assert main(base + changed) == 0
+        printed = capsys.readouterr().out
+        assert f"2 explained (2 redone: outputs existed, made with other settings or incomplete: {reason})" in printed, printed
+        assert main(base + changed) == 0  # the same settings again: nothing to redo
+        assert "0 explained, 2 skipped" in capsys.readouterr().out
+    assert (out / "a.jpg.png").read_bytes() != first
+    records = manifest(out)
+    assert records[-1]["status"] == "skipped" and records[-1]["settings"]["method"] == "hirescam"
+    assert records[-1]["settings"]["panel"] is True
+
+
+def test_rerun_redoes_outputs_without_recorded_settings(tmp_path, tiny_model_file, capsys):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    write_photo(root / "a.jpg")
+    out.mkdir()
+    (out / "a.jpg.png").write_bytes(b"made by something else")
+    assert main(tiny(tiny_model_file, str(root), "-o", str(out))) == 0
+    assert "1 redone: outputs existed, made with other settings or incomplete: no recorded settings" in capsys.readouterr().out
+    assert (out / "a.jpg.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("option, value", [("--class-index", "2"), ("--layer", "conv1"), ("--save-npy", None),
+                                           ("--weights", "random")])
+def test_rerun_redoes_for_each_setting(tmp_path, tiny_model_file, capsys, option, value):
+    root, out = tmp_path / "photos", tmp_path / "out"
+    write_photo(root / "a.jpg")
+    base = tiny(tiny_model_file, str(root), "-o", str(out))
+    assert main(base) == 0
+    capsys.readouterr()
+    extra = [option] + ([value] if value else [])
+    if option == "--weights":  # a model file's weights are part of it: another file is another model
+        other = tmp_path / "other.keras"
+        other.write_bytes(tiny_model_file.read_bytes())
+        extra = ["--model", str(other)]
+    assert main(base + extra) == 0
+    assert "1 redone" in capsys.readouterr().out
+
+
+def test_top_k_label_comes_from_the_rank_not_the_name(tmp_path, tiny_model_file, capsys):
+    photo = write_photo(tmp_path / "x.topview.png")
+    out = tmp_path / "o"
+    assert main(tiny(tiny_model_file, str(photo), "-o", str(out))) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if "x.topview.png:" in l][0]
+    assert "top " not in line.split(":", 1)[1]
+    assert main(tiny(tiny_model_file, str(photo), "-o", str(out / "k"), "--top-k", "2")) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if "x.topview.png:" in l]
+    assert [l.split(": ")[1] for l in lines] == ["top 1", "top 2"]

@@ -12,7 +12,8 @@ from PIL import Image
 
 from conftest import write_photo
 from gradcam.cli import main
-from gradcam.gallery import latest_records, render_gallery
+from gradcam.gallery import render_gallery
+from gradcam.manifest import latest_records
 from gradcam.render import panel_figure
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -53,6 +54,13 @@ def test_latest_records_keep_results_across_reruns(tmp_path):
     assert {r["input"]: r["status"] for r in records} == {"a.jpg": "ok", "b.jpg": "error"}
     page = render_gallery(records)
     assert "cat (90.0%)" in page and "not a readable image" in page and 'href="a.jpg.png"' in page
+
+
+def test_class_zero_is_shown_and_filterable():
+    records = [{"input": "z.jpg", "status": "ok", "class_name": None, "class_index": 0, "probability": 0.5,
+                "overlay": "z.jpg.png", "rank": 1, "layer": "l"}]
+    page = render_gallery(records)
+    assert 'data-class="0"' in page and '<option value="0">0</option>' in page and "z.jpg · 0 (50.0%)" in page
 
 
 def find_browser():

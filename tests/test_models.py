@@ -28,10 +28,23 @@ def test_every_architecture_builds_and_explains(name):
     if name in EXPECTED_DEFAULTS:
         assert explainer.layer_name == EXPECTED_DEFAULTS[name]
     h, w = classifier.input_size
-    result = explainer.explain_batch(np.full((1, h, w, 3), 120, np.float32))
-    assert result.cams.ndim == 3 and np.isfinite(result.cams).all()
+    images = np.random.default_rng(1).uniform(0, 255, (1, h, w, 3)).astype(np.float32)
     assert explainer.head.kind == "pre-softmax"
-    assert 0 <= result.class_index[0] < 1000
+    from conftest import independent_cams
+    from gradcam import cam
+    from gradcam.models import preprocess_function
+
+    preprocess = preprocess_function(classifier.preprocess)
+    for method in ("gradcam", "counterfactual"):  # random weights: one of the two maps is not all zero
+        result = Explainer(classifier, method=method).explain_batch(images)
+        assert result.cams.shape == (1, *explainer.target.output_shape[1:3])
+        assert 0 <= result.class_index[0] < 1000
+        expected, _, _ = independent_cams(classifier.model, explainer.layer_name, classifier.model.layers[-1].name, images,
+                                          result.class_index, cam.METHODS[method], preprocess)
+        np.testing.assert_allclose(result.cams, expected, rtol=1e-3, atol=1e-4 * max(expected.max(), 1e-30))
+        if expected.max() > 0:
+            break
+    assert expected.max() > 0
 
 
 def test_imagenet_names_ship_with_the_package():

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import write_photo
+from conftest import keras, write_photo
 from gradcam import pipeline
 from gradcam.cam import Explainer
-from gradcam.errors import OutputError
+from gradcam.errors import OutputError, UsageError
 from gradcam.images import InputImage, discover_inputs
 from gradcam.pipeline import RunOptions, output_paths, run
 
@@ -39,3 +41,60 @@ def test_write_failure_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, mon
     records = {Path(r["input"]).name: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
     assert records["b.jpg"]["status"] == "error" and "No space left" in records["b.jpg"]["error"]
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg.png", "c.jpg.png", "index.html", "manifest.jsonl"]
+
+
+def test_a_failing_batch_is_retried_one_image_at_a_time(tmp_path, tiny_model):
+    root = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg", "d.jpg", "e.jpg", "f.jpg"):
+        write_photo(root / name, seed=len(name) + ord(name[0]))
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(root / "c.png")  # the one the fault hits: all black
+    explainer = Explainer(tiny_model)
+    real = explainer.explain_batch
+    calls = []
+
+    def faulty(images, class_index=None):
+        calls.append(len(images))
+        if (images.reshape(len(images), -1).max(axis=1) == 0).any():
+            raise RuntimeError("injected fault\nsecond line")
+        return real(images, class_index)
+
+    explainer.explain_batch = faulty
+    out = tmp_path / "out"
+    summary = run(explainer, discover_inputs([root]), RunOptions(output_dir=out, batch_size=4))
+    assert (summary.explained, summary.failed) == (5, 1)
+    assert calls == [4, 1, 1, 1, 1, 2]  # a b c d fails, then alone; e f
+    records = {Path(r["input"]).name: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    assert records["c.png"]["status"] == "error" and records["c.png"]["error"] == "cannot explain: injected fault"
+    assert all(records[n]["status"] == "ok" for n in ("a.jpg", "b.jpg", "d.jpg", "e.jpg", "f.jpg"))
+    assert not (out / "c.png.png").exists()
+
+
+def overflow_model():
+    """Finite for a black image; a bright one overflows float32 in the features (inf -> NaN map)."""
+    k = keras()
+    inputs = k.Input((16, 16, 3))
+    conv = k.layers.Conv2D(2, 1, name="features")
+    x = conv(inputs)
+    model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(k.layers.GlobalAveragePooling2D()(x)))
+    conv.set_weights([np.full((1, 1, 3, 2), 1e37, np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+def test_non_finite_map_is_an_error_record_not_a_picture(tmp_path):
+    root = tmp_path / "photos"
+    Image.new("RGB", (20, 20), (0, 0, 0)).save(root.mkdir() or root / "black.png")
+    Image.new("RGB", (20, 20), (250, 250, 250)).save(root / "white.png")
+    out = tmp_path / "out"
+    summary = run(Explainer(overflow_model(), layer="features"), discover_inputs([root]),
+                  RunOptions(output_dir=out, batch_size=2, save_npy=True))
+    records = {Path(r["input"]).name: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    assert records["white.png"]["status"] == "error"
+    assert records["white.png"]["error"].startswith("heatmap is not finite: ")
+    assert records["black.png"]["status"] == "ok" and records["black.png"]["zero_heatmap"] is True
+    assert not (out / "white.png.png").exists() and not (out / "white.png.npy").exists()
+    assert (summary.explained, summary.failed) == (1, 1)
+
+
+def test_class_index_with_top_k_is_refused(tiny_model):
+    with pytest.raises(UsageError, match="exclude each other"):
+        Explainer(tiny_model, top_k=2).explain_batch(np.zeros((1, 32, 32, 3), np.float32), 1)
