@@ -44,7 +44,7 @@ def peak_rss_mb() -> float:
 def measure(count: int, batch_size: int, model_name: str, skip_bare: bool) -> dict:
     from gradcam.cam import Explainer
     from gradcam.images import discover_inputs
-    from gradcam.models import load_classifier
+    from gradcam.loading import load_classifier
     from gradcam.pipeline import RunOptions, run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +57,7 @@ def measure(count: int, batch_size: int, model_name: str, skip_bare: bool) -> di
         result = {"images": count, "batch_size": batch_size, "model": model_name}
 
         if not skip_bare:
-            from gradcam.models import preprocess_function
+            from gradcam.loading import preprocess_function
 
             batch = preprocess_function(classifier.preprocess)(
                 np.random.default_rng(1).uniform(0, 255, (count, h, w, 3)).astype(np.float32))

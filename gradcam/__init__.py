@@ -3,9 +3,9 @@
 Importing the package is cheap: TensorFlow is loaded only when an explainer
 or model is first used.
 
->>> from gradcam import Explainer, load_classifier, load_image   # doctest: +SKIP
->>> explainer = Explainer(load_classifier("vgg19"))               # doctest: +SKIP
->>> heatmap, record = explain_image(explainer, "cat.jpg")         # doctest: +SKIP
+>>> import gradcam                                             # doctest: +SKIP
+>>> result = gradcam.explain("vgg19", "cat.jpg")               # doctest: +SKIP
+>>> result.heatmap, result.class_name, result.overlay()        # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
+#: public name -> the module that defines it (imported on first use).
 _LAZY = {
-    "Explainer": "cam", "METHODS": "cam", "BatchResult": "cam",
-    "load_classifier": "models", "Classifier": "models", "ARCHITECTURES": "models",
+    "explain": "api", "Explanation": "api",
+    "run": "pipeline", "RunOptions": "pipeline", "Summary": "pipeline",
+    "faithfulness_scores": "faithfulness", "Faithfulness": "faithfulness",
+    "sanity_check": "sanity", "cascading_randomization": "sanity", "SanityReport": "sanity",
+    "Explainer": "cam", "BatchResult": "cam", "METHODS": "methods",
+    "load_classifier": "loading", "Classifier": "loading", "ARCHITECTURES": "names",
     "load_image": "images", "discover_inputs": "images",
     "normalize": "heatmap", "upsample": "heatmap",
     "overlay": "render", "colorize": "render",
-    "explain_image": "api",
-    "GradcamError": "errors", "UsageError": "errors", "ImageError": "errors",
+    "GradcamError": "errors", "UsageError": "errors", "ImageError": "errors", "HeatmapError": "errors",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

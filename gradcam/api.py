@@ -1,26 +1,182 @@
-"""One-call helpers for using gradcam from Python."""
+"""The Python API for notebooks: ``gradcam.explain(model, images)`` and the :class:`Explanation` it gives.
+
+>>> import gradcam                                              # doctest: +SKIP
+>>> result = gradcam.explain("vgg19", "cat.jpg")                # doctest: +SKIP
+>>> result.class_name, result.probability, result.heatmap.shape  # doctest: +SKIP
+>>> result.overlay()        # a PIL image; result.figure() the side-by-side figure  # doctest: +SKIP
+"""
 from __future__ import annotations
 
+import io
 import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
-from .heatmap import normalize, upsample
-from .images import load_image, resize_for_model
+from .cam import Explainer
+from .classes import find_class
+from .errors import UsageError
+from .heatmap import heatmap_at
+from .images import array_to_rgb, load_image, pil_to_rgb, resize_for_model
+from .loading import Classifier, load_classifier, model_input_size
+from .render import overlay as blend, panel
 
 
-def explain_image(explainer, path: str | os.PathLike, class_index: int | None = None) -> tuple[np.ndarray, dict]:
-    """Explain one image file.
+@dataclass
+class Explanation:
+    """One heatmap for one image and class.
+
+    Attributes:
+        heatmap: float32 (H, W) in [0, 1] at the image's own size.
+        image: uint8 (H, W, 3) the photo as explained (a copy; yours is not kept or changed).
+        class_index, class_name, probability: the explained class and the model's probability for it.
+        layer, method: what was explained, and how.
+        rank: 1 for the most probable class, ... (with ``top_k``).
+        zero_heatmap: the map was constant, so the heatmap is all zeros.
+    """
+
+    heatmap: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
+    class_index: int
+    class_name: str | None
+    probability: float
+    layer: str
+    method: str
+    rank: int = 1
+    zero_heatmap: bool = False
+
+    def overlay(self, alpha: float = 0.4, colormap: str = "jet"):
+        """The coloured heatmap over the photo, as a PIL image (H x W, RGB)."""
+        from PIL import Image
+
+        return Image.fromarray(blend(self.image, self.heatmap, alpha, colormap))
+
+    def title(self) -> str:
+        """'tabby (53.2%) · layer block5_conv4 · gradcam'."""
+        name = self.class_name if self.class_name is not None else f"class {self.class_index}"
+        return f"{name} ({self.probability:.1%}) · layer {self.layer} · {self.method}"
+
+    def figure(self, alpha: float = 0.4, colormap: str = "jet"):
+        """The photo and the overlay side by side under :meth:`title`: a matplotlib Figure."""
+        return panel(self.image, blend(self.image, self.heatmap, alpha, colormap), self.title())
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows an Explanation as its overlay."""
+        buffer = io.BytesIO()
+        self.overlay().save(buffer, format="png")
+        return buffer.getvalue()
+
+
+#: (model given, Explainer) kept between calls (building one, and loading weights, takes seconds).
+_EXPLAINERS: OrderedDict[tuple, tuple[Any, Explainer]] = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def _classifier(model: Any, weights: str, preprocess: str | None) -> Classifier:
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_classifier(os.fspath(model), weights, preprocess)
+    if hasattr(model, "inputs") and hasattr(model, "layers"):  # a keras.Model
+        return Classifier(model, getattr(model, "name", "model"), model_input_size(model), preprocess or "none")
+    raise UsageError(f"model must be a model name, a .keras/.h5 path or a keras.Model, not {type(model).__name__}")
+
+
+def explainer_for(model: Any, layer: str | None = None, method: str = "gradcam", top_k: int = 1,
+                  weights: str = "imagenet", preprocess: str | None = None) -> Explainer:
+    """An :class:`~gradcam.cam.Explainer` for a model name, path, keras.Model or Classifier; the last
+    few are kept, so calling :func:`explain` again with the same model builds nothing."""
+    key_model = os.fspath(model) if isinstance(model, (str, os.PathLike)) else id(model)
+    key = (key_model, layer, method, top_k, weights, preprocess)
+    cached = _EXPLAINERS.get(key)
+    if cached is not None and (not isinstance(key_model, int) or cached[0] is model):
+        _EXPLAINERS.move_to_end(key)
+        return cached[1]
+    explainer = Explainer(_classifier(model, weights, preprocess), layer, method, top_k=top_k)
+    _EXPLAINERS[key] = (model, explainer)
+    while len(_EXPLAINERS) > _CACHE_SIZE:
+        _EXPLAINERS.popitem(last=False)
+    return explainer
+
+
+def to_photo(image: Any) -> np.ndarray:
+    """uint8 (H, W, 3) from a file path, a PIL image or an array (see :func:`~gradcam.images.array_to_rgb`).
+
+    Raises:
+        ImageError: an unreadable file or an unusable array.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if hasattr(image, "getbands") and hasattr(image, "convert"):  # a PIL image
+        return pil_to_rgb(image)
+    return array_to_rgb(image)
+
+
+def _is_single(images: Any) -> bool:
+    if isinstance(images, (str, os.PathLike)) or hasattr(images, "getbands"):
+        return True
+    if isinstance(images, np.ndarray):
+        return images.ndim in (2, 3)
+    return False
+
+
+def explain(model: Any, images: Any, layer: str | None = None, method: str = "gradcam",
+            class_index: int | str | Sequence[int] | None = None, top_k: int = 1, *,
+            weights: str = "imagenet", preprocess: str | None = None, batch_size: int = 8):
+    """Explain one image or many, in batches.
+
+    Args:
+        model: a model name (``"vgg19"``), a ``.keras``/``.h5`` path, or a ``keras.Model`` (its
+            input size is used; give ``preprocess`` unless it normalises its own input).
+        images: one image or a list of them: file paths, PIL images, or arrays (H, W, 3) (also
+            (H, W), (H, W, 1), (H, W, 4)) of uint8, or of floats in 0-1 or 0-255; a 4-D array is
+            a batch. Nothing you pass is modified.
+        layer: layer name or nested path; default: the last convolutional feature map.
+        method: ``gradcam``, ``gradcam++``, ``hirescam``, ``layercam``, ``xgradcam``,
+            ``counterfactual`` or ``guided-gradcam``.
+        class_index: None (each image's top-1 class), a class index, a class name (ImageNet names,
+            or the model's labels), or one index per image.
+        top_k: explain each image's K most probable classes instead.
+        weights: for a model name: ``imagenet`` (downloaded by Keras), ``random`` or a weights file.
+        preprocess: a keras.applications preprocessing family or ``none``.
 
     Returns:
-        (heatmap, info): heatmap is float32 (H, W) in [0, 1] at the photo's
-        size; info has ``class_index``, ``class_name``, ``probability``,
-        ``layer`` and ``zero_heatmap``.
+        For one image an :class:`Explanation` (a list of K ranked ones with ``top_k`` > 1); for a
+        list or batch, a list with one such entry per image.
+
+    Raises:
+        GradcamError: a user error (unknown model, layer or class, unreadable image, a map that
+            is not finite), with a one-line message.
     """
-    photo = load_image(path)
-    result = explainer.explain_batch(resize_for_model(photo, explainer.input_size)[None], class_index)
-    heatmap, is_zero = normalize(result.cams[0])
-    index = int(result.class_index[0])
-    info = {"class_index": index, "class_name": explainer.class_name(index),
-            "probability": float(result.probability[0]), "layer": explainer.layer_name, "zero_heatmap": is_zero}
-    return upsample(heatmap, photo.shape[:2]), info
+    if class_index is not None and top_k > 1:
+        raise UsageError("give either class_index or top_k > 1, not both")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, not {batch_size}")
+    explainer = explainer_for(model, layer, method, top_k, weights, preprocess)
+    single = _is_single(images)
+    items = [images] if single else list(images)
+    if isinstance(class_index, str):
+        classifier = explainer.classifier
+        class_index = find_class(class_index, classifier.class_names, classifier.class_synonyms)
+    per_image = class_index is not None and not isinstance(class_index, (int, np.integer))
+    if per_image and len(class_index) != len(items):
+        raise UsageError(f"class_index has {len(class_index)} entries for {len(items)} image(s)")
+    results = []
+    for start in range(0, len(items), batch_size):
+        photos = [to_photo(image) for image in items[start : start + batch_size]]
+        batch = np.stack([resize_for_model(photo, explainer.input_size) for photo in photos])
+        wanted = class_index[start : start + len(photos)] if per_image else class_index
+        result = explainer.explain_batch(batch, wanted)
+        probability = result.ranked_probability
+        for i, photo in enumerate(photos):
+            ranked = []
+            for k in range(top_k):
+                heatmap, constant = heatmap_at(result.ranked_cams[i, k], photo.shape[:2])
+                index = int(result.ranked_class_index[i, k])
+                ranked.append(Explanation(heatmap, photo, index, explainer.class_name(index),
+                                          float(probability[i, k]), explainer.layer_name, explainer.method,
+                                          k + 1, constant))
+            results.append(ranked[0] if top_k == 1 else ranked)
+    return results[0] if single else results

@@ -14,12 +14,9 @@ from typing import Sequence
 from . import __version__
 from .errors import GradcamError, UsageError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from .names import ARCHITECTURES, GALLERY_NAME, MANIFEST_NAME, METHOD_NAMES, SANITY_REPORT_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-MODEL_NAMES = ("vgg16", "vgg19", "resnet50", "resnet50v2", "mobilenetv2", "efficientnetb0",
-               "inceptionv3", "xception", "densenet121", "convnext_tiny")
-METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam")
 
 
 SUBCOMMANDS = {
@@ -48,7 +45,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help="output folder (default: %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vgg19", metavar="NAME|PATH",
-                       help=f"{', '.join(MODEL_NAMES)}, or a saved .keras/.h5 model (default: %(default)s)")
+                       help=f"{', '.join(ARCHITECTURES)}, or a saved .keras/.h5 model (default: %(default)s)")
     model.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                        help="imagenet (downloaded and cached by Keras on first use), a local weights file "
                             "(.h5 or .weights.h5) for offline use, or random (untrained, for testing)")
@@ -143,7 +140,8 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .models import describe_layers, load_classifier
+    from .layers import describe_layers
+    from .loading import load_classifier
 
     if args.list_layers:
         weights = "random" if args.weights == "imagenet" else args.weights  # the layers need no trained weights
@@ -170,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
     explainer = Explainer(classifier, args.layer, args.method, top_k=args.top_k)
     if args.class_name is not None:
-        from .models import find_class
+        from .classes import find_class
 
         args.class_index = find_class(args.class_name, classifier.class_names, classifier.class_synonyms)
     if args.class_index is not None:
@@ -226,8 +224,8 @@ def _record_line(record: dict, top_k: int = 1) -> str:
 def _sanity(explainer, items, args, output_dir: Path) -> int:
     import json
 
-    from .evaluate import sanity_check
     from .render import write_atomic
+    from .sanity import sanity_check
 
     report = sanity_check(explainer, items, args.class_index, args.max_pixels)
     for path, reason in report.failures:
@@ -244,8 +242,8 @@ def _sanity(explainer, items, args, output_dir: Path) -> int:
     else:
         print(f"FAIL: the heatmaps stay similar (rank correlation {final:+.2f}) even with every layer random, "
               "so they show the image or the architecture more than what the model learned.")
-    write_atomic(output_dir / "sanity.json", json.dumps(report.as_dict(), indent=2).encode("utf-8"))
-    print(f"gradcam: report in {output_dir}/sanity.json")
+    write_atomic(output_dir / SANITY_REPORT_NAME, json.dumps(report.as_dict(), indent=2).encode("utf-8"))
+    print(f"gradcam: report in {output_dir}/{SANITY_REPORT_NAME}")
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
@@ -260,7 +258,7 @@ def _report(summary, output_dir: Path) -> int:
                         for reason, count in summary.redo_reasons.most_common())
         redone = f" ({summary.redone} redone: outputs existed, made with other settings or incomplete: {why})"
     print(f"gradcam: {summary.explained} explained{redone}, {summary.skipped} skipped, {summary.failed} failed"
-          f"{stopped}; outputs in {output_dir}/ (manifest.jsonl, index.html)")
+          f"{stopped}; outputs in {output_dir}/ ({MANIFEST_NAME}, {GALLERY_NAME})")
     means = summary.means()
     if means:
         print("gradcam: faithfulness means: " + ", ".join(

@@ -31,3 +31,9 @@ class OutputError(GradcamError):
 
 class HeatmapError(GradcamError):
     """A class activation map with NaN or infinite values: reported as an error, never drawn."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), at most ``limit`` characters."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -9,10 +9,9 @@ import html
 from pathlib import Path
 from urllib.parse import quote
 
-from .manifest import MANIFEST_NAME, latest_records
+from .manifest import latest_records
+from .names import GALLERY_NAME, MANIFEST_NAME
 from .render import write_atomic
-
-GALLERY_NAME = "index.html"
 
 
 def _caption(record: dict) -> str:

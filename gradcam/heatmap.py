@@ -69,3 +69,16 @@ def _fit(array: np.ndarray, height: int, width: int) -> np.ndarray:
     array = array[:height, :width]
     pad = ((0, height - array.shape[0]), (0, width - array.shape[1]))
     return np.pad(array, pad, mode="edge") if any(p[1] for p in pad) else array
+
+
+def heatmap_at(cam: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
+    """A class activation map normalised (:func:`normalize`) and upsampled (:func:`upsample`) to ``shape``.
+
+    Returns:
+        (heatmap float32 (H, W) in [0, 1], is_constant).
+
+    Raises:
+        HeatmapError: the map has NaN or infinite values.
+    """
+    heatmap, is_constant = normalize(cam)
+    return upsample(heatmap, shape), is_constant

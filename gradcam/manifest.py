@@ -1,13 +1,16 @@
-"""OUTPUT/manifest.jsonl: one JSON record per output, appended as outputs finish; reading it back.
+"""OUTPUT/manifest.jsonl: one JSON record per output, appended as outputs finish; the settings a
+record carries; reading records back for resume and the gallery.
 
 Imports nothing heavy (the gallery, the CLI and resume all read it).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
-MANIFEST_NAME = "manifest.jsonl"
+from .names import MANIFEST_NAME
 
 
 def read_records(manifest_path: Path) -> list[dict]:
@@ -56,6 +59,49 @@ def settings_by_output(manifest_path: Path) -> dict[str, dict]:
 def changed_settings(old: dict, new: dict) -> list[str]:
     """Names of the settings whose values differ, in ``new``'s order."""
     return [key for key in new if old.get(key) != new[key]] + [key for key in old if key not in new]
+
+
+def new_record(input_path, status: str, run_id: str, **values) -> dict:
+    """A manifest record: every key present (None where it does not apply), ``values`` filled in."""
+    base = {
+        "input": str(input_path), "status": status, "error": None, "class_index": None,
+        "class_name": None, "probability": None, "layer": None, "method": None, "model": None,
+        "overlay": None, "heatmap": None, "zero_heatmap": None, "rank": None, "run": run_id,
+    }
+    base.update(values)
+    return base
+
+
+def run_settings(explainer, options) -> dict:
+    """Everything that shapes an output file, as recorded in its manifest record: an
+    :class:`~gradcam.cam.Explainer` and :class:`~gradcam.pipeline.RunOptions` in, a JSON-ready dict out.
+
+    A rerun skips an output only when these are equal; a model or weights file
+    is identified by its path, size and modification time, class names by a digest.
+    """
+    classifier = explainer.classifier
+    names = classifier.class_names
+    return {
+        "model": classifier.name, "model_file": _file_identity(classifier.name),
+        "weights": classifier.weights, "weights_file": _file_identity(classifier.weights),
+        "preprocess": classifier.preprocess, "input_size": list(explainer.input_size),
+        "layer": explainer.layer_name, "method": explainer.method,
+        "class_index": options.class_index, "top_k": options.top_k,
+        "class_names": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12] if names else None,
+        "alpha": options.alpha, "colormap": options.colormap, "panel": options.panel, "save_npy": options.save_npy,
+        "evaluate": options.evaluate, "steps": options.steps if options.evaluate else None, "plot": options.plot,
+    }
+
+
+def _file_identity(name: str | None) -> str | None:
+    """'SIZE bytes, mtime NS' for an existing file, else None."""
+    if not name:
+        return None
+    try:
+        stat = os.stat(name)
+    except OSError:
+        return None
+    return f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}" if os.path.isfile(name) else None
 
 
 class ManifestWriter:

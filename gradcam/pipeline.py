@@ -7,7 +7,6 @@ decode pool (Pillow) -> batches -> one compiled step per batch (main thread)
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,15 +16,16 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import HeatmapError, ImageError, OutputError
-from .evaluate import curves_figure, faithfulness, input_heatmap
+from .errors import HeatmapError, ImageError, OutputError, first_line
+from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
-from .heatmap import check_finite, normalize, upsample
-from .images import DEFAULT_MAX_PIXELS, InputImage, load_image, resize_for_model
-from .manifest import MANIFEST_NAME, ManifestWriter, changed_settings, settings_by_output
-from .render import overlay, panel_figure, save_npy, save_png
+from .heatmap import check_finite, heatmap_at
+from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model
+from .manifest import ManifestWriter, changed_settings, new_record, run_settings, settings_by_output
+from .names import MANIFEST_NAME
+from .render import panel_title, render_outputs
 
-__all__ = ["MANIFEST_NAME", "RunOptions", "Summary", "output_paths", "prepare_output_dir", "run", "run_settings"]
+__all__ = ["RunOptions", "Summary", "output_paths", "prepare_output_dir", "run"]
 
 
 @dataclass
@@ -102,84 +102,6 @@ def prepare_output_dir(output_dir: Path) -> None:
         raise OutputError(f"cannot write to output folder {output_dir}: {reason}") from None
 
 
-def run_settings(explainer, options: RunOptions) -> dict:
-    """Everything that shapes an output file, as recorded in its manifest record.
-
-    A rerun skips an output only when these are equal; a model or weights file
-    is identified by its path, size and modification time, class names by a digest.
-    """
-    classifier = explainer.classifier
-    names = classifier.class_names
-    return {
-        "model": classifier.name, "model_file": _file_identity(classifier.name),
-        "weights": classifier.weights, "weights_file": _file_identity(classifier.weights),
-        "preprocess": classifier.preprocess, "input_size": list(explainer.input_size),
-        "layer": explainer.layer_name, "method": explainer.method,
-        "class_index": options.class_index, "top_k": options.top_k,
-        "class_names": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12] if names else None,
-        "alpha": options.alpha, "colormap": options.colormap, "panel": options.panel, "save_npy": options.save_npy,
-        "evaluate": options.evaluate, "steps": options.steps if options.evaluate else None, "plot": options.plot,
-    }
-
-
-def _file_identity(name: str | None) -> str | None:
-    """'SIZE bytes, mtime NS' for an existing file, else None."""
-    if not name:
-        return None
-    try:
-        stat = os.stat(name)
-    except OSError:
-        return None
-    return f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}" if os.path.isfile(name) else None
-
-
-def _record(item: InputImage, status: str, run_id: str, **values) -> dict:
-    base = {
-        "input": str(item.path), "status": status, "error": None, "class_index": None,
-        "class_name": None, "probability": None, "layer": None, "method": None, "model": None,
-        "overlay": None, "heatmap": None, "zero_heatmap": None, "rank": None, "run": run_id,
-    }
-    base.update(values)
-    return base
-
-
-def _decode(item: InputImage, size: tuple[int, int], max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    photo = load_image(item.path, max_pixels)
-    return photo, resize_for_model(photo, size)
-
-
-def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_path: Path | None,
-                   alpha: float, colormap: str, panel_title: str | None = None, curves: tuple | None = None) -> bool:
-    """Normalise, upsample to the photo, write the overlay (or the side-by-side panel), the .npy,
-    and with ``curves`` = (path, Faithfulness, title) the deletion/insertion plot.
-
-    Returns True if the map is constant (drawn as zero everywhere).
-    """
-    heatmap, is_zero = normalize(cam)
-    big = upsample(heatmap, photo.shape[:2])
-    image = overlay(photo, big, alpha, colormap)
-    if panel_title is not None:
-        image = panel_figure(photo, image, panel_title)
-    save_png(overlay_path, image)
-    if npy_path is not None:
-        save_npy(npy_path, big)
-    if curves is not None:
-        curves_path, scores, title = curves
-        save_png(curves_path, curves_figure(scores, title))
-    return is_zero
-
-
-def panel_title(values: dict) -> str:
-    """'tabby (53.2%) · layer block5_conv4 · gradcam' for a record's values."""
-    name = values["class_name"] if values.get("class_name") is not None else f"class {values['class_index']}"
-    return f"{name} ({values['probability']:.1%}) · layer {values['layer']} · {values['method']}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 @dataclass
 class _Decoded:
     """An input ready for the model: the photo uint8 (H, W, 3) and the model input float32 (h, w, 3)."""
@@ -235,7 +157,7 @@ class _FolderRun:
             self.on_record(record)
 
     def _error(self, item: InputImage, message: str, rank: int | None = None) -> None:
-        self._emit(_record(item, "error", self.run_id, error=message, rank=rank, settings=self.settings,
+        self._emit(new_record(item.path, "error", self.run_id, error=message, rank=rank, settings=self.settings,
                            **self.common))
 
     # -- stage 1: skip, redo or explain
@@ -251,13 +173,13 @@ class _FolderRun:
             reasons = self._redo_reasons([self.manifest.relative(overlay_path) for overlay_path, _ in ranked])
             if all(existing) and not reasons:
                 for k, (overlay_path, npy_path) in enumerate(ranked):
-                    self._emit(_record(item, "skipped", self.run_id, overlay=self.manifest.relative(overlay_path),
+                    self._emit(new_record(item.path, "skipped", self.run_id, overlay=self.manifest.relative(overlay_path),
                                        heatmap=self.manifest.relative(npy_path) if options.save_npy else None,
                                        rank=k + 1, settings=self.settings, **self.common))
                 return
             self.summary.redone += 1
             self.summary.redo_reasons.update(reasons or ["some outputs missing"])
-        future = self.decode_pool.submit(_decode, item, self.explainer.input_size, options.max_pixels)
+        future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size, options.max_pixels)
         self.decoding.append((item, future))
         self._take_decoded(2 * self.batch_size)
 
@@ -293,7 +215,7 @@ class _FolderRun:
                                                   self.options.class_index)
         except Exception as exc:
             if len(pending) == 1:
-                self._error(pending[0].item, f"cannot explain: {_first_line(exc)}")
+                self._error(pending[0].item, f"cannot explain: {first_line(exc)}")
                 return
             for entry in pending:
                 self._explain([entry])
@@ -321,7 +243,7 @@ class _FolderRun:
                       heatmap=manifest.relative(npy_path), settings=self.settings)
         curves = None
         if options.evaluate:
-            scores = faithfulness(explainer.predict, entry.model_input, input_heatmap(cam, explainer.input_size),
+            scores = faithfulness_scores(explainer.predict, entry.model_input, heatmap_at(cam, explainer.input_size)[0],
                                   class_index, options.steps, explainer.deletion_baseline())
             values.update(scores.as_record())
             if options.plot:
@@ -342,7 +264,7 @@ class _FolderRun:
             except Exception as exc:  # disk full, permission denied...
                 self._error(item, f"cannot write output: {exc}", values["rank"])
                 continue
-            self._emit(_record(item, "ok", self.run_id, zero_heatmap=zero, **values))
+            self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=zero, **values))
 
     def finish(self) -> None:
         """Drain every stage: the last decodes, the last (partial) batch, the last writes."""
@@ -359,7 +281,7 @@ class _FolderRun:
             future.cancel()
         for item, future, values in list(self.rendering):
             if future.done() and not future.cancelled() and future.exception() is None:
-                self._emit(_record(item, "ok", self.run_id, zero_heatmap=future.result(), **values))
+                self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=future.result(), **values))
 
     def close(self) -> None:
         self.decode_pool.shutdown(wait=False, cancel_futures=True)

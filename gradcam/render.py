@@ -4,13 +4,14 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from pathlib import Path
-
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from .errors import UsageError
+from .heatmap import heatmap_at
+from .names import did_you_mean
 
 
 def get_colormap(name: str):
@@ -24,10 +25,7 @@ def get_colormap(name: str):
     try:
         return matplotlib.colormaps[name]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, matplotlib.colormaps)
         raise UsageError(f"unknown colormap {name!r}{hint}") from None
 
 
@@ -104,12 +102,9 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     write_atomic(Path(path), buffer.getvalue())
 
 
-def panel_figure(photo: np.ndarray, overlay_image: np.ndarray, title: str) -> np.ndarray:
-    """The photo and its overlay side by side under a title, rendered with matplotlib.
-
-    Returns:
-        uint8 (H', W', 3) image of the figure (about 1000 pixels wide).
-    """
+def panel(photo: np.ndarray, overlay_image: np.ndarray, title: str):
+    """The photo and its overlay side by side under a title: a matplotlib Figure (no pyplot),
+    about 1000 pixels wide at its 100 dpi."""
     from matplotlib.figure import Figure
 
     height, width = photo.shape[:2]
@@ -122,7 +117,13 @@ def panel_figure(photo: np.ndarray, overlay_image: np.ndarray, title: str) -> np
         axes.set_title(label, fontsize=11)
         axes.axis("off")
     figure.suptitle(title, fontsize=13)
-    return figure_pixels(figure)
+    figure.tight_layout()
+    return figure
+
+
+def panel_figure(photo: np.ndarray, overlay_image: np.ndarray, title: str) -> np.ndarray:
+    """:func:`panel` drawn to pixels: uint8 (H', W', 3)."""
+    return figure_pixels(panel(photo, overlay_image, title))
 
 
 def figure_pixels(figure) -> np.ndarray:
@@ -140,3 +141,47 @@ def save_npy(path: str | os.PathLike, heatmap: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(heatmap, dtype=np.float32), allow_pickle=False)
     write_atomic(Path(path), buffer.getvalue())
+
+
+def curves_figure(result, title: str) -> np.ndarray:
+    """The deletion and insertion curves of a :class:`~gradcam.faithfulness.Faithfulness` as a uint8
+    (H, W, 3) matplotlib figure."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.add_subplot(1, 1, 1)
+    x = np.linspace(0, 1, len(result.deletion_curve))
+    axes.plot(x, result.deletion_curve, label=f"deletion (AUC {result.deletion_auc:.3f}, lower is better)")
+    axes.plot(x, result.insertion_curve, label=f"insertion (AUC {result.insertion_auc:.3f}, higher is better)")
+    axes.set_xlabel("fraction of pixels removed / revealed, most important first")
+    axes.set_ylabel("class probability")
+    axes.set_ylim(-0.02, 1.02)
+    axes.legend(fontsize=8)
+    axes.set_title(title, fontsize=10)
+    return figure_pixels(figure)
+
+
+def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_path: Path | None,
+                   alpha: float, colormap: str, panel_title: str | None = None, curves: tuple | None = None) -> bool:
+    """Normalise, upsample to the photo, write the overlay (or the side-by-side panel), the .npy,
+    and with ``curves`` = (path, Faithfulness, title) the deletion/insertion plot.
+
+    Returns True if the map is constant (drawn as zero everywhere).
+    """
+    big, is_zero = heatmap_at(cam, photo.shape[:2])
+    image = overlay(photo, big, alpha, colormap)
+    if panel_title is not None:
+        image = panel_figure(photo, image, panel_title)
+    save_png(overlay_path, image)
+    if npy_path is not None:
+        save_npy(npy_path, big)
+    if curves is not None:
+        curves_path, scores, title = curves
+        save_png(curves_path, curves_figure(scores, title))
+    return is_zero
+
+
+def panel_title(values: dict) -> str:
+    """'tabby (53.2%) · layer block5_conv4 · gradcam' for a record's values."""
+    name = values["class_name"] if values.get("class_name") is not None else f"class {values['class_index']}"
+    return f"{name} ({values['probability']:.1%}) · layer {values['layer']} · {values['method']}"

@@ -97,3 +97,23 @@ def independent_cams(model, layer_name: str, head_name: str, images, class_index
         score = tf.gather(logits, tf.constant(class_index, tf.int32), axis=1, batch_dims=1)
     gradients = tape.gradient(score, activations)
     return method(activations, gradients).numpy(), activations.numpy(), gradients.numpy()
+
+
+def nested_and_flat(seed=11):
+    """The same layers as Sequential([base, Flatten, Dense]) and as one flat functional model."""
+    k = keras()
+    k.utils.set_random_seed(seed)
+    base_in = k.Input((24, 24, 3))
+    x = k.layers.Conv2D(4, 3, activation="relu", name="c1")(base_in)
+    x = k.layers.Conv2D(6, 3, activation="relu", name="c2")(x)
+    x = k.layers.MaxPooling2D(2, name="p")(x)
+    base = k.Model(base_in, x, name="base")
+    nested = k.Sequential([k.Input((24, 24, 3)), base, k.layers.Flatten(name="flat"),
+                           k.layers.Dense(3, activation="softmax", name="head")])
+    inputs = k.Input((24, 24, 3))
+    y = inputs
+    for layer in (base.get_layer("c1"), base.get_layer("c2"), base.get_layer("p"),
+                  nested.get_layer("flat"), nested.get_layer("head")):
+        y = layer(y)
+    flat = k.Model(inputs, y)
+    return nested, flat

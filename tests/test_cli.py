@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_tiny_model, keras, write_photo
 from PIL import Image
 
-from conftest import write_photo
 from gradcam.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,7 +210,7 @@ def test_weights_file_missing_and_broken(tmp_path, capsys):
 
 def test_weights_file_round_trip(tmp_path):
     """A .weights.h5 saved with model.save_weights is loaded by --weights PATH."""
-    from gradcam.models import load_classifier
+    from gradcam.loading import load_classifier
 
     source = load_classifier("vgg19", "random").model
     path = tmp_path / "vgg19.weights.h5"
@@ -321,3 +321,78 @@ def test_top_k_label_comes_from_the_rank_not_the_name(tmp_path, tiny_model_file,
     assert main(tiny(tiny_model_file, str(photo), "-o", str(out / "k"), "--top-k", "2")) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if "x.topview.png:" in l]
     assert [l.split(": ")[1] for l in lines] == ["top 1", "top 2"]
+
+
+def test_cli_class_name_top_k_and_labels(tmp_path, tiny_model_file, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    labels = tiny_model_file.parent / "labels.txt"
+    out = tmp_path / "o"
+    base = ["--model", str(tiny_model_file), "--labels", str(labels), str(photo), "-o", str(out)]
+    assert main(base + ["--class", "cherry"]) == 0
+    assert json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])["class_index"] == 2
+    assert main(base + ["--class", "chery"]) == 2
+    assert "did you mean 'cherry'" in capsys.readouterr().err
+    assert main(base + ["--top-k", "2", "--save-npy"]) == 0
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()][-2:]
+    assert [r["rank"] for r in records] == [1, 2]
+    assert records[0]["probability"] >= records[1]["probability"]
+    assert records[0]["class_index"] != records[1]["class_index"]
+    from PIL import Image
+
+    top1, top2 = (np.asarray(Image.open(out / f"p.png.top{k}.png").convert("RGB")) for k in (1, 2))
+    assert top1.shape == top2.shape == (30, 40, 3) and not np.array_equal(top1, top2)
+    assert np.load(out / "p.png.top2.npy").shape == (30, 40)
+    assert "1 explained" in capsys.readouterr().out
+    assert main(base + ["--top-k", "2", "--save-npy"]) == 0  # rerun: one input skipped, not two
+    assert "0 explained, 1 skipped, 0 failed" in capsys.readouterr().out
+    assert main(base + ["--top-k", "2", "--class-index", "1"]) == 2  # mutually exclusive
+
+
+def test_cli_h5_model_file_and_method(tmp_path, capsys):
+    model = build_tiny_model(seed=9)
+    path = tmp_path / "tiny.h5"
+    model.save(path)
+    photo = write_photo(tmp_path / "p.png")
+    for method in ("gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam"):
+        out = tmp_path / method
+        assert main(["--model", str(path), str(photo), "-o", str(out), "--method", method]) == 0
+        record = json.loads((out / "manifest.jsonl").read_text())
+        assert record["method"] == method and record["layer"] == "last_conv"
+
+
+def test_unsafe_model_file_is_refused(tmp_path, capsys):
+    k = keras()
+    inputs = k.Input((16, 16, 3))
+    x = k.layers.Lambda(lambda t: t * 2.0)(inputs)
+    x = k.layers.Conv2D(2, 3, name="conv")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(x))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    photo = write_photo(tmp_path / "p.png")
+    assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot load model" in err and "safe_mode" in err and "Traceback" not in err
+
+
+def test_unknown_output_activation_is_said(tmp_path, capsys):
+    k = keras()
+    inputs = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    x = k.layers.Dense(3, activation="softmax")(x)
+    model = k.Model(inputs, k.layers.Dropout(0.1)(x))  # the last layer hides the softmax
+    path = tmp_path / "hidden.keras"
+    model.save(path)
+    photo = write_photo(tmp_path / "p.png")
+    assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "cannot tell whether" in captured.err and "scores output" in captured.out
+
+
+def test_cli_panel(tmp_path, tiny_model_file):
+    photo = write_photo(tmp_path / "p.png", (80, 60))
+    out = tmp_path / "o"
+    assert main(["--model", str(tiny_model_file), str(photo), "-o", str(out), "--panel"]) == 0
+    width, height = Image.open(out / "p.png.png").size
+    assert width > 2 * 80 and width > height  # a figure, not the bare 80x60 overlay

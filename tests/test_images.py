@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import write_photo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import write_photo
 from gradcam.errors import ImageError, UsageError
 from gradcam.images import discover_inputs, load_image, resize_for_model
 

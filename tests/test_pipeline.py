@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import keras, write_photo
 from PIL import Image
 
-from conftest import keras, write_photo
-from gradcam import pipeline
+from gradcam import render
 from gradcam.cam import Explainer
-from gradcam.errors import OutputError, UsageError
+from gradcam.errors import OutputError
 from gradcam.images import InputImage, discover_inputs
 from gradcam.pipeline import RunOptions, output_paths, run
 
@@ -27,14 +27,14 @@ def test_write_failure_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, mon
     root = tmp_path / "photos"
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         write_photo(root / name)
-    real_save = pipeline.save_png
+    real_save = render.save_png
 
     def flaky_save(path, image):
         if Path(path).name == "b.jpg.png":
             raise OSError(28, "No space left on device")
         real_save(path, image)
 
-    monkeypatch.setattr(pipeline, "save_png", flaky_save)
+    monkeypatch.setattr(render, "save_png", flaky_save)
     out = tmp_path / "out"
     summary = run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=out, batch_size=2))
     assert (summary.explained, summary.failed) == (2, 1)
@@ -75,8 +75,10 @@ def overflow_model():
     inputs = k.Input((16, 16, 3))
     conv = k.layers.Conv2D(2, 1, name="features")
     x = conv(inputs)
-    model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(k.layers.GlobalAveragePooling2D()(x)))
+    dense = k.layers.Dense(2, activation="softmax")
+    model = k.Model(inputs, dense(k.layers.GlobalAveragePooling2D()(x)))
     conv.set_weights([np.full((1, 1, 3, 2), 1e37, np.float32), np.zeros(2, np.float32)])
+    dense.set_weights([np.array([[1.0, 0.5], [0.5, 1.0]], np.float32), np.zeros(2, np.float32)])  # alpha > 0: +inf
     return model
 
 
@@ -93,8 +95,3 @@ def test_non_finite_map_is_an_error_record_not_a_picture(tmp_path):
     assert records["black.png"]["status"] == "ok" and records["black.png"]["zero_heatmap"] is True
     assert not (out / "white.png.png").exists() and not (out / "white.png.npy").exists()
     assert (summary.explained, summary.failed) == (1, 1)
-
-
-def test_class_index_with_top_k_is_refused(tiny_model):
-    with pytest.raises(UsageError, match="exclude each other"):
-        Explainer(tiny_model, top_k=2).explain_batch(np.zeros((1, 32, 32, 3), np.float32), 1)

@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 
 from gradcam.errors import UsageError
-from gradcam.render import colorize, get_colormap, overlay, save_npy, save_png
+from gradcam.render import (
+    colorize,
+    get_colormap,
+    overlay,
+    panel_figure,
+    save_npy,
+    save_png,
+)
 
 
 def test_overlay_by_hand():
@@ -59,3 +66,17 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_png(tmp_path / "y.png", np.zeros((4, 4, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_panel_has_both_images_side_by_side():
+    photo = np.zeros((60, 80, 3), np.uint8)
+    photo[:, :, 0] = 255  # red photo
+    overlay = np.zeros((60, 80, 3), np.uint8)
+    overlay[:, :, 2] = 255  # blue overlay
+    figure = panel_figure(photo, overlay, "tabby (53.0%) · layer block5_conv4 · gradcam")
+    assert figure.dtype == np.uint8 and figure.shape[1] >= 900
+    middle = figure[figure.shape[0] // 2]
+    left, right = middle[: len(middle) // 2], middle[len(middle) // 2 :]
+    red = (left[:, 0] > 200) & (left[:, 2] < 60)
+    blue = (right[:, 2] > 200) & (right[:, 0] < 60)
+    assert red.sum() > 100 and blue.sum() > 100 and not ((right[:, 0] > 200) & (right[:, 2] < 60)).any()

@@ -1,0 +1,167 @@
+"""Graph surgery on the caller's model, which is never changed: the explainer graph
+(images -> [layer activations, pre-softmax class scores]) and the guided-backpropagation graph.
+
+Both are new Keras graphs that *reuse* the caller's layers (and so their weights); only
+the final softmax/sigmoid layer is replaced by a linear copy of it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._tf import import_tf
+from .errors import UsageError
+from .layers import LayerInfo
+
+
+@dataclass(frozen=True)
+class ScoreHead:
+    """How class scores are taken from the model's last layer.
+
+    ``kind``: ``pre-softmax``, ``pre-sigmoid``, ``logits`` (the model already
+    outputs linear scores) or ``output`` (could not tell; explained as is).
+    ``activation``: the function that turns scores into probabilities:
+    ``softmax``, ``sigmoid`` or ``none``.
+    """
+
+    layer: object
+    containers: tuple
+    kind: str
+    activation: str
+
+
+def find_score_head(model) -> ScoreHead:
+    """Inspect the model's final layer (inside nested models too)."""
+    _, keras = import_tf()
+    containers: tuple = ()
+    current = model
+    while True:
+        layer = current.layers[-1]
+        if isinstance(layer, keras.Model):
+            containers += (layer,)
+            current = layer
+            continue
+        break
+    activation = getattr(layer, "activation", None)
+    act_name = getattr(activation, "__name__", None) if activation is not None else None
+    if isinstance(layer, keras.layers.Softmax):
+        act_name = "softmax"
+    if act_name in ("softmax", "sigmoid"):
+        return ScoreHead(layer, containers, f"pre-{act_name}", act_name)
+    if act_name == "linear" and not isinstance(layer, keras.layers.Activation):
+        return ScoreHead(layer, containers, "logits", "softmax")
+    return ScoreHead(layer, containers, "output", "none")
+
+
+def _call_without_activation(layer, *args, **kwargs):
+    """Call ``layer`` on symbolic inputs without its activation.
+
+    A separate Softmax/Activation layer is simply skipped (its input is
+    returned); any other layer is called as a copy of it with a linear
+    activation, given a copy of its weights once built.
+    """
+    _, keras = import_tf()
+    if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
+        return args[0]
+    config = dict(layer.get_config())
+    config["activation"] = "linear"
+    config["name"] = f"{layer.name}_pre_activation"
+    twin = type(layer).from_config(config)
+    out = twin(*args, **kwargs)
+    twin.set_weights(layer.get_weights())
+    return out
+
+
+def build_explainer_model(model, target: LayerInfo, head: ScoreHead):
+    """A new Keras model: images -> [activations of ``target``, class scores].
+
+    The graph is rebuilt by calling the caller's own layers (shared, not
+    copied), descending into the nested models that hold the target or the
+    final layer, so inner layers are reachable without "graph disconnected"
+    errors. The final softmax/sigmoid is left out when ``head`` says so.
+    """
+    _, keras = import_tf()
+    captured: dict[str, object] = {}
+    along_path = {id(m) for m in target.containers + head.containers}
+
+    def call(layer, *args, **kwargs):
+        if id(layer) in along_path:
+            out = _rebuild(layer, args[0], call)
+        elif layer is head.layer and head.kind.startswith("pre-"):
+            out = _call_without_activation(layer, *args, **kwargs)
+        else:
+            out = layer(*args, **kwargs)
+        if layer is target.layer:
+            captured["activations"] = out
+        return out
+
+    inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")
+    scores = _rebuild(model, inputs, call)
+    if "activations" not in captured:
+        raise UsageError(f"layer {target.path!r} is not on the path from the model's input to its output")
+    return keras.Model(inputs, [captured["activations"], scores], name="gradcam_explainer")
+
+
+def _rebuild(model, inputs, call):
+    """Run ``model``'s graph on symbolic ``inputs``, calling each layer through ``call``."""
+    _, keras = import_tf()
+    if isinstance(model, keras.Sequential):
+        x = inputs
+        for layer in model.layers:
+            x = call(layer, x)
+        return x
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError("only models with one image input and one output can be explained")
+    structure = [inputs] if isinstance(model.input, (list, tuple)) else inputs
+    clone = keras.models.clone_model(
+        model, input_tensors=structure, clone_function=lambda layer: layer, call_function=call
+    )
+    return clone.outputs[0]
+
+
+def build_guided_model(model, head: ScoreHead):
+    """A new Keras model: images -> class scores, in which every ReLU has the guided gradient.
+
+    The scores are taken before the final softmax/sigmoid exactly as in
+    :func:`build_explainer_model` (``head``), so the guided gradient is
+    d y^c / d x of the pre-softmax score, not of the probability. Separate ReLU layers are replaced by a guided ReLU; layers with a built-in
+    ReLU activation are called as a linear copy (weights copied) followed by
+    the guided ReLU. Other activations are left as they are. The caller's
+    model is not changed; its other layers are shared.
+    """
+    _, keras = import_tf()
+
+    class GuidedReLU(keras.layers.Layer):
+        def call(self, inputs):
+            return guided_relu(inputs)
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.Model):
+            return _rebuild(layer, args[0], call)
+        if layer is head.layer and head.kind.startswith("pre-"):
+            return _call_without_activation(layer, *args, **kwargs)
+        activation = getattr(getattr(layer, "activation", None), "__name__", None)
+        is_relu_layer = isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") is None \
+            and not layer.get_config().get("negative_slope")
+        if is_relu_layer or (isinstance(layer, keras.layers.Activation) and activation == "relu"):
+            return GuidedReLU()(args[0])
+        if activation == "relu" and not isinstance(layer, keras.layers.Activation):
+            return GuidedReLU()(_call_without_activation(layer, *args, **kwargs))
+        return layer(*args, **kwargs)
+
+    inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")
+    return keras.Model(inputs, _rebuild(model, inputs, call), name="gradcam_guided")
+
+
+def guided_relu(x):
+    """ReLU whose gradient passes only where the input and the incoming gradient are positive
+    (guided backpropagation, Springenberg et al., 2015)."""
+    tf, _ = import_tf()
+
+    @tf.custom_gradient
+    def _guided(inputs):
+        def grad(upstream):
+            return upstream * tf.cast(inputs > 0, upstream.dtype) * tf.cast(upstream > 0, upstream.dtype)
+
+        return tf.nn.relu(inputs), grad
+
+    return _guided(x)

@@ -1,0 +1,67 @@
+"""The names the tool knows, in one light module: models, methods, preprocessing, output files.
+
+Imports only the standard library, so ``gradcam --help`` can list choices without TensorFlow.
+Every other module takes its lists from here.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A keras.applications ImageNet classifier: constructor, preprocessing module, input size."""
+
+    constructor: str
+    preprocess: str
+    input_size: tuple[int, int]
+
+
+#: ``--model`` names for the ImageNet classifiers in keras.applications.
+ARCHITECTURES: dict[str, Architecture] = {
+    "vgg16": Architecture("VGG16", "vgg16", (224, 224)),
+    "vgg19": Architecture("VGG19", "vgg19", (224, 224)),
+    "resnet50": Architecture("ResNet50", "resnet", (224, 224)),
+    "resnet50v2": Architecture("ResNet50V2", "resnet_v2", (224, 224)),
+    "mobilenetv2": Architecture("MobileNetV2", "mobilenet_v2", (224, 224)),
+    "efficientnetb0": Architecture("EfficientNetB0", "efficientnet", (224, 224)),
+    "inceptionv3": Architecture("InceptionV3", "inception_v3", (299, 299)),
+    "xception": Architecture("Xception", "xception", (299, 299)),
+    "densenet121": Architecture("DenseNet121", "densenet", (224, 224)),
+    "convnext_tiny": Architecture("ConvNeXtTiny", "convnext", (224, 224)),
+}
+
+#: ``--method`` names, in the order ``--help`` lists them (each is a key of gradcam.methods.METHODS).
+METHOD_NAMES: tuple[str, ...] = (
+    "gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam",
+)
+
+#: ``--preprocess`` names: keras.applications modules with a ``preprocess_input``.
+PREPROCESS_FAMILIES: tuple[str, ...] = (
+    "vgg16", "vgg19", "resnet", "resnet_v2", "mobilenet", "mobilenet_v2", "mobilenet_v3",
+    "efficientnet", "efficientnet_v2", "inception_v3", "inception_resnet_v2", "xception",
+    "densenet", "convnext", "nasnet", "none",
+)
+
+#: Files every run writes into the output folder.
+MANIFEST_NAME = "manifest.jsonl"
+GALLERY_NAME = "index.html"
+SANITY_REPORT_NAME = "sanity.json"
+
+
+def closest(name: str, choices: Iterable[str], cutoff: float = 0.6, n: int = 3) -> list[str]:
+    """Up to ``n`` of ``choices`` that look like ``name`` (difflib), best first."""
+    return difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
+
+
+def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.6, quote: bool = False,
+                 list_all: bool = False) -> str:
+    """'; did you mean a, b?' for the choices close to ``name``; else '; choose from ...' when
+    ``list_all``, else ''."""
+    choices = list(choices)
+    close = closest(name, choices, cutoff)
+    if close:
+        return "; did you mean " + ", ".join(repr(c) if quote else c for c in close) + "?"
+    return f"; choose from {', '.join(choices)}" if list_all else ""

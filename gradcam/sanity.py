@@ -1,0 +1,177 @@
+"""The model-randomisation sanity check (Adebayo et al., *Sanity Checks for Saliency Maps*, 2018):
+re-initialise the model's layers from the top down and measure how much the heatmaps change.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._tf import import_tf
+from .cam import Explainer
+from .errors import HeatmapError, ImageError, UsageError
+from .images import DEFAULT_MAX_PIXELS, load_for_model
+from .layers import iter_layers
+
+
+@dataclass
+class SanityStep:
+    """After randomising ``layer`` and every layer above it: mean rank correlation with the original maps."""
+
+    layer: str
+    rank_correlation: float
+    per_image: list[float] = field(default_factory=list)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps (0 when either is constant)."""
+    from scipy import stats
+
+    a, b = np.ravel(a), np.ravel(b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def _initializer_for(layer, variable):
+    """The initializer that built ``variable`` of ``layer``: the layer's (or a sub-layer's)
+    ``NAME_initializer`` attribute, e.g. kernel_initializer, moving_variance_initializer,
+    depthwise_initializer for depthwise_kernel. None when there is none."""
+    _, keras = import_tf()
+    name = variable.name.split("/")[-1].split(":")[0]
+    attributes = [f"{name}_initializer", f"{name.removesuffix('_kernel')}_initializer"]
+    owners = [layer] + [value for value in vars(layer).values() if isinstance(value, keras.layers.Layer)]
+    for owner in owners:
+        for attribute in attributes:
+            initializer = getattr(owner, attribute, None)
+            if initializer is not None:
+                return keras.initializers.get(initializer)
+    return None
+
+
+def _fallback_initializer(variable):
+    """For a weight without a known initializer: ones for scales and variances, zeros for other
+    vectors, Glorot-uniform for matrices and kernels."""
+    _, keras = import_tf()
+    name = variable.name.lower()
+    if len(variable.shape) >= 2:
+        return keras.initializers.GlorotUniform()
+    if any(word in name for word in ("gamma", "scale", "variance")):
+        return keras.initializers.Ones()
+    return keras.initializers.Zeros()
+
+
+def reinitialize(layer, seed: int) -> None:
+    """Re-draw every weight of ``layer`` as when it was built (Adebayo et al., 2018): with the
+    layer's own initializers (kernel and bias; BatchNormalization's gamma, beta and moving
+    statistics...), each seeded with ``seed`` plus its position, so the result is reproducible.
+    """
+    _, keras = import_tf()
+    for position, variable in enumerate(layer.weights):
+        initializer = _initializer_for(layer, variable) or _fallback_initializer(variable)
+        config = initializer.get_config()
+        if "seed" in config:
+            initializer = type(initializer).from_config({**config, "seed": seed + position})
+        variable.assign(keras.ops.cast(initializer(tuple(variable.shape), dtype=variable.dtype), variable.dtype))
+
+
+def _finite_cams(cams: np.ndarray, when: str) -> np.ndarray:
+    bad = ~np.isfinite(cams)
+    if bad.any():
+        images = int(bad.reshape(len(cams), -1).any(axis=1).sum())
+        raise HeatmapError(f"sanity check stopped: the heatmap is not finite {when} "
+                           f"({images} of {len(cams)} image(s) have NaN or infinite values), so no verdict")
+    return cams
+
+
+def cascading_randomization(explainer_factory, model, images: np.ndarray, class_index: np.ndarray,
+                            seed: int = 0) -> tuple[np.ndarray, list[SanityStep]]:
+    """The model-randomisation test of Adebayo et al. (2018), cascading from the top.
+
+    A copy of ``model`` is made (the caller's model is never changed); its
+    layers with weights are re-initialised one at a time from the output
+    down, with their own initializers (:func:`reinitialize`), and the same
+    images and classes are explained again.
+
+    Args:
+        explainer_factory: model -> Explainer for the same layer and method.
+        images: float32 (B, H, W, 3) at the input size.
+        class_index: int (B,) the classes explained on the original model.
+
+    Returns:
+        (original cams (B, h, w), one SanityStep per randomised layer).
+
+    Raises:
+        HeatmapError: a map, original or after some step, has NaN or infinite values.
+    """
+    _, keras = import_tf()
+    original = _finite_cams(explainer_factory(model).explain_batch(images, class_index).cams, "on the original model")
+    copy = keras.models.clone_model(model, recursive=True) if not isinstance(model, keras.Sequential) \
+        else keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    weighted = [info for info in iter_layers(copy) if info.layer.weights and not isinstance(info.layer, keras.Model)]
+    steps = []
+    for number, info in enumerate(reversed(weighted)):
+        reinitialize(info.layer, seed + 1000 * number)
+        # a fresh explainer each step: it holds copies of some layers (the linear score head,
+        # guided ReLU twins) whose weights are taken when it is built
+        cams = _finite_cams(explainer_factory(copy).explain_batch(images, class_index).cams,
+                            f"once the layers down to {info.path} are re-initialised")
+        per_image = [rank_correlation(a, b) for a, b in zip(original, cams)]
+        steps.append(SanityStep(info.path, float(np.mean(per_image)), per_image))
+    return original, steps
+
+
+@dataclass
+class SanityReport:
+    """Result of :func:`sanity_check`: the steps, the verdict, and what failed to load."""
+
+    layer: str
+    method: str
+    inputs: list[str]
+    class_index: list[int]
+    steps: list[SanityStep]
+    failures: list[tuple[str, str]]
+
+    #: the test passes when, with every layer random, the mean rank correlation is below this
+    threshold: float = 0.5
+
+    @property
+    def final_correlation(self) -> float:
+        return self.steps[-1].rank_correlation if self.steps else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.final_correlation < self.threshold
+
+    def as_dict(self) -> dict:
+        return {"layer": self.layer, "method": self.method, "inputs": self.inputs,
+                "class_index": self.class_index, "passed": self.passed, "threshold": self.threshold,
+                "steps": [{"layer": s.layer, "rank_correlation": s.rank_correlation, "per_image": s.per_image}
+                          for s in self.steps]}
+
+
+def sanity_check(explainer, items, class_index: int | None = None, max_pixels: int | None = None) -> SanityReport:
+    """Run :func:`cascading_randomization` for the images of ``items`` with ``explainer``'s model,
+    layer and method; unreadable images are listed in ``failures``."""
+    photos, names, failures = [], [], []
+    for item in items:
+        try:
+            _, model_input = load_for_model(item.path, explainer.input_size, max_pixels or DEFAULT_MAX_PIXELS)
+        except ImageError as exc:
+            failures.append((str(item.path), str(exc)))
+            continue
+        photos.append(model_input)
+        names.append(str(item.path))
+    if not photos:
+        raise UsageError("no readable image to run the sanity check on")
+    images = np.stack(photos)
+    classes = explainer.explain_batch(images, class_index).class_index
+
+    def factory(model):
+        return Explainer(dataclasses.replace(explainer.classifier, model=model),
+                         explainer.layer_name, explainer.method)
+
+    _, steps = cascading_randomization(factory, explainer.classifier.model, images, classes)
+    return SanityReport(explainer.layer_name, explainer.method, names, [int(c) for c in classes], steps, failures)
