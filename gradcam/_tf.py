@@ -20,8 +20,8 @@ def import_tf(verbose: bool = False):
     if _loaded is not None:
         return _loaded
     if verbose:
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with tempfile.TemporaryFile() as sink:
@@ -29,8 +29,8 @@ def import_tf(verbose: bool = False):
             saved = os.dup(2)
             os.dup2(sink.fileno(), 2)
             try:
-                import tensorflow as tf
                 import keras
+                import tensorflow as tf
                 tf.get_logger().setLevel("ERROR")
                 tf.constant(0)  # device discovery logs happen here
             except BaseException:

@@ -21,7 +21,8 @@ from .errors import UsageError
 from .heatmap import heatmap_at
 from .images import array_to_rgb, load_image, pil_to_rgb, resize_for_model
 from .loading import Classifier, load_classifier, model_input_size
-from .render import overlay as blend, panel
+from .render import overlay as blend
+from .render import panel
 
 
 @dataclass
@@ -85,16 +86,17 @@ def _classifier(model: Any, weights: str, preprocess: str | None) -> Classifier:
 
 
 def explainer_for(model: Any, layer: str | None = None, method: str = "gradcam", top_k: int = 1,
-                  weights: str = "imagenet", preprocess: str | None = None) -> Explainer:
+                  weights: str = "imagenet", preprocess: str | None = None, **options) -> Explainer:
     """An :class:`~gradcam.cam.Explainer` for a model name, path, keras.Model or Classifier; the last
-    few are kept, so calling :func:`explain` again with the same model builds nothing."""
+    few are kept, so calling :func:`explain` again with the same model builds nothing. ``options``:
+    the Explainer's ``eigen_smooth``, ``aug_smooth``, ``max_channels``, ``extra_tokens``, ``batch_size``."""
     key_model = os.fspath(model) if isinstance(model, (str, os.PathLike)) else id(model)
-    key = (key_model, layer, method, top_k, weights, preprocess)
+    key = (key_model, layer, method, top_k, weights, preprocess, tuple(sorted(options.items())))
     cached = _EXPLAINERS.get(key)
     if cached is not None and (not isinstance(key_model, int) or cached[0] is model):
         _EXPLAINERS.move_to_end(key)
         return cached[1]
-    explainer = Explainer(_classifier(model, weights, preprocess), layer, method, top_k=top_k)
+    explainer = Explainer(_classifier(model, weights, preprocess), layer, method, top_k=top_k, **options)
     _EXPLAINERS[key] = (model, explainer)
     while len(_EXPLAINERS) > _CACHE_SIZE:
         _EXPLAINERS.popitem(last=False)
@@ -124,7 +126,9 @@ def _is_single(images: Any) -> bool:
 
 def explain(model: Any, images: Any, layer: str | None = None, method: str = "gradcam",
             class_index: int | str | Sequence[int] | None = None, top_k: int = 1, *,
-            weights: str = "imagenet", preprocess: str | None = None, batch_size: int = 8):
+            weights: str = "imagenet", preprocess: str | None = None, batch_size: int = 8,
+            eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
+            extra_tokens: int | None = None):
     """Explain one image or many, in batches.
 
     Args:
@@ -135,12 +139,15 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
             a batch. Nothing you pass is modified.
         layer: layer name or nested path; default: the last convolutional feature map.
         method: ``gradcam``, ``gradcam++``, ``hirescam``, ``layercam``, ``xgradcam``,
-            ``counterfactual`` or ``guided-gradcam``.
+            ``counterfactual``, ``guided-gradcam``, ``eigencam``, ``eigengradcam``, ``scorecam`` or
+            ``ablationcam``.
         class_index: None (each image's top-1 class), a class index, a class name (ImageNet names,
             or the model's labels), or one index per image.
         top_k: explain each image's K most probable classes instead.
         weights: for a model name: ``imagenet`` (downloaded by Keras), ``random`` or a weights file.
         preprocess: a keras.applications preprocessing family or ``none``.
+        batch_size: images per batch (and masked images per pass for Score-CAM/Ablation-CAM).
+        eigen_smooth, aug_smooth, max_channels, extra_tokens: as the command line's options.
 
     Returns:
         For one image an :class:`Explanation` (a list of K ranked ones with ``top_k`` > 1); for a
@@ -154,7 +161,9 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         raise UsageError("give either class_index or top_k > 1, not both")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, not {batch_size}")
-    explainer = explainer_for(model, layer, method, top_k, weights, preprocess)
+    explainer = explainer_for(model, layer, method, top_k, weights, preprocess, eigen_smooth=eigen_smooth,
+                              aug_smooth=aug_smooth, max_channels=max_channels, extra_tokens=extra_tokens,
+                              batch_size=batch_size)
     single = _is_single(images)
     items = [images] if single else list(images)
     if isinstance(class_index, str):

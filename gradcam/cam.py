@@ -1,8 +1,9 @@
 """The one GradientTape: the Explainer runs the forward pass, the gradient and a method's
 weighted sum for a batch of images in one compiled step.
 
-Maps are (batch, h, w) float32 at the explained layer's size, not yet normalised
-(see :mod:`gradcam.heatmap`); the maths of each method is in :mod:`gradcam.methods`.
+Maps are (batch, h, w) float32 at the explained layer's size (its token grid for a
+transformer layer), not yet normalised (see :mod:`gradcam.heatmap`); the maths of each
+method is in :mod:`gradcam.methods`, Score-CAM and Ablation-CAM in :mod:`gradcam.perturbation`.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import numpy as np
 from ._tf import import_tf
 from .errors import UsageError
 from .graph import ScoreHead, build_explainer_model, build_guided_model, find_score_head
-from .layers import LayerInfo, resolve_layer
+from .layers import LayerInfo, resolve_layer, token_grid, tokens_to_grid
 from .loading import Classifier, model_input_size, preprocess_function
-from .methods import METHODS, guided_gradcam_map
-from .names import did_you_mean
+from .methods import PERTURBATION_METHODS, guided_gradcam_map, method_map
+from .names import METHOD_NAMES, did_you_mean
 
 
 @dataclass
@@ -63,21 +64,34 @@ class Explainer:
     Args:
         model: a :class:`~gradcam.loading.Classifier`, or a Keras model (then
             give ``input_size`` and ``preprocess`` if they are not the defaults).
-        layer: layer path or name; default: the last convolutional feature map.
-        method: a key of :data:`gradcam.methods.METHODS`.
+        layer: layer path or name; default: the last convolutional feature map
+            (for transformers, the input of the last attention layer).
+        method: one of :data:`gradcam.names.METHOD_NAMES`.
+        top_k: explain each image's K most probable classes.
+        eigen_smooth: the first principal component of the weighted activations instead of their sum.
+        aug_smooth: the mean of the maps over horizontal flip x brightness 1.0/1.1/0.9.
+        max_channels: Score-CAM/Ablation-CAM: only the N channels of largest activation variance.
+        extra_tokens: a token layer's leading non-patch tokens (default: detected).
+        batch_size: masked or ablated images per forward pass (Score-CAM/Ablation-CAM).
     """
 
     def __init__(self, model, layer: str | None = None, method: str = "gradcam",
-                 preprocess: str | None = None, input_size: tuple[int, int] | None = None, top_k: int = 1):
-        tf, keras = import_tf()
+                 preprocess: str | None = None, input_size: tuple[int, int] | None = None, top_k: int = 1,
+                 eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
+                 extra_tokens: int | None = None, batch_size: int = 32):
+        tf, _ = import_tf()
         if not isinstance(model, Classifier):
             model = Classifier(model, model.name, tuple(input_size or model_input_size(model)), preprocess or "none")
-        if method not in METHODS:
-            raise UsageError(f"unknown method {method!r}{did_you_mean(method, METHODS, list_all=True)}")
+        if method not in METHOD_NAMES:
+            raise UsageError(f"unknown method {method!r}{did_you_mean(method, METHOD_NAMES, list_all=True)}")
         self.classifier = model
         self.method = method
+        self.eigen_smooth, self.aug_smooth = eigen_smooth, aug_smooth
+        self.max_channels, self.batch_size = max_channels, max(1, batch_size)
+        self.on_progress = None  # (done, total) after each batch of masks (Score-CAM/Ablation-CAM)
         self.input_size: tuple[int, int] = tuple(input_size or model.input_size)
         self.target: LayerInfo = resolve_layer(model.model, layer)
+        self.extra_tokens = self._check_tokens(extra_tokens)
         self.head: ScoreHead = find_score_head(model.model)
         self._explainer = build_explainer_model(model.model, self.target, self.head)
         score_shape = tuple(self._explainer.outputs[1].shape)
@@ -87,21 +101,41 @@ class Explainer:
         self.num_classes: int = 2 if self._binary else int(score_shape[1])
         self._preprocess = preprocess_function(preprocess or model.preprocess)
         self._deletion_baseline: np.ndarray | None = None
-        self._map = METHODS[method]
+        self.perturbation = method in PERTURBATION_METHODS
+        self._map = None if self.perturbation else method_map(method, eigen_smooth)
+        if max_channels is not None and max_channels < 1:
+            raise UsageError(f"--max-channels must be at least 1, not {max_channels}")
         if not 1 <= top_k <= self.num_classes:
             raise UsageError(f"--top-k must be between 1 and the number of classes ({self.num_classes}), not {top_k}")
         self.top_k = top_k
         self._guided = build_guided_model(model.model, self.head) if method == "guided-gradcam" else None
         height, width = self.input_size
-        self._forward = tf.function(
-            self._probabilities, input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32)])
-        self._step = tf.function(
-            self._compute,
-            input_signature=[
-                tf.TensorSpec((None, height, width, 3), tf.float32),
-                tf.TensorSpec((None,), tf.int32),
-            ],
-        )
+        images_spec = tf.TensorSpec((None, height, width, 3), tf.float32)
+        classes_spec = tf.TensorSpec((None, top_k), tf.int32)
+        self._forward = tf.function(self._probabilities, input_signature=[images_spec])
+        self._step = tf.function(self._compute, input_signature=[images_spec, classes_spec])
+        self._features = tf.function(self._compute_features, input_signature=[images_spec, classes_spec])
+
+    def options(self) -> dict:
+        """The options beyond model and layer that shape the maps (recorded with every output)."""
+        return {"method": self.method, "eigen_smooth": self.eigen_smooth, "aug_smooth": self.aug_smooth,
+                "max_channels": self.max_channels if self.perturbation else None, "extra_tokens": self.extra_tokens}
+
+    def with_model(self, classifier: Classifier) -> Explainer:
+        """A new Explainer for another classifier (a randomised copy, say) with this layer, method and
+        options, for one class per image."""
+        return Explainer(classifier, self.layer_name, self.method, eigen_smooth=self.eigen_smooth,
+                         aug_smooth=self.aug_smooth, max_channels=self.max_channels,
+                         extra_tokens=self.extra_tokens, batch_size=self.batch_size)
+
+    def _check_tokens(self, extra_tokens: int | None) -> int | None:
+        if not self.target.tokens and len(self.target.output_shape or ()) != 3:
+            return None
+        grid = token_grid(int(self.target.output_shape[1]), extra_tokens)
+        if grid is None:
+            raise UsageError(f"layer {self.target.path!r} has {self.target.output_shape[1]} tokens: "
+                             f"{extra_tokens} extra token(s) leave no square grid")
+        return grid[0]
 
     @property
     def layer_name(self) -> str:
@@ -119,6 +153,7 @@ class Explainer:
     def _scores_and_probabilities(self, raw):
         """Per-class scores (B, C) and probabilities (B, C) from the model's last layer."""
         tf, _ = import_tf()
+        raw = tf.cast(raw, tf.float32)
         activation = self.head.activation
         if self._binary:  # one output: class 1 is the output, class 0 its negation
             if activation == "none":
@@ -131,32 +166,47 @@ class Explainer:
             return raw, tf.sigmoid(raw)
         return raw, raw
 
-    def _compute(self, images, class_index):
-        """images float32 (B, H, W, 3) in [0, 255]; class_index int32 (B,), -1 = top-1.
+    def _grid(self, values):
+        """Layer output as float32 (B, h, w, K): token layers reshaped to their square grid."""
+        tf, _ = import_tf()
+        values = tf.cast(values, tf.float32)
+        return tokens_to_grid(values, self.extra_tokens) if self.extra_tokens is not None else values
+
+    def _choose(self, probabilities, classes):
+        """classes int32 (B, K): given classes, or -1 where the K most probable are wanted."""
+        tf, _ = import_tf()
+        ranked = tf.math.top_k(probabilities, k=self.top_k).indices
+        return tf.where(classes >= 0, classes, ranked)
+
+    def _compute(self, images, classes):
+        """images float32 (B, H, W, 3) in [0, 255]; classes int32 (B, K), -1 = ranked.
 
         Returns cams (B, K, h, w) -- (B, K, H, W) for guided-gradcam --, classes (B, K), probabilities (B, C).
         """
         tf, _ = import_tf()
+        gradient_free = self.method == "eigencam"
         with tf.GradientTape(watch_accessed_variables=False, persistent=self.top_k > 1) as tape:
             tape.watch(images)  # so frozen (non-trainable) models are recorded too
             activations, raw = self._explainer(self._preprocess(images), training=False)
-            scores, probabilities = self._scores_and_probabilities(tf.cast(raw, tf.float32))
-            if self.top_k == 1:
-                top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-                chosen = tf.where(class_index >= 0, class_index, top)[:, None]
-            else:
-                chosen = tf.math.top_k(probabilities, k=self.top_k).indices
+            scores, probabilities = self._scores_and_probabilities(raw)
+            chosen = self._choose(probabilities, classes)
             picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
-        activations32 = tf.cast(activations, tf.float32)
+        grid = self._grid(activations)
         guided = self._guided_gradients(images, chosen) if self._guided is not None else None
         cams = []
         for k, score in enumerate(picked):
-            gradients = tf.cast(tape.gradient(score, activations), tf.float32)
-            cam = self._map(activations32, gradients)
+            gradients = None if gradient_free else self._grid(tape.gradient(score, activations))
+            cam = self._map(grid, gradients)
             if guided is not None:
                 cam = guided_gradcam_map(guided[k], cam)
             cams.append(cam)
         return tf.stack(cams, axis=1), chosen, probabilities
+
+    def _compute_features(self, images, classes):
+        """Forward pass only: activations (B, h, w, K), classes (B, K), probabilities (B, C), scores (B, C)."""
+        activations, raw = self._explainer(self._preprocess(images), training=False)
+        scores, probabilities = self._scores_and_probabilities(raw)
+        return self._grid(activations), self._choose(probabilities, classes), probabilities, scores
 
     def _probabilities(self, images):
         _, raw = self._explainer(self._preprocess(images), training=False)
@@ -181,7 +231,7 @@ class Explainer:
         with tf.GradientTape(watch_accessed_variables=False, persistent=self.top_k > 1) as tape:
             tape.watch(images)
             raw = self._guided(self._preprocess(images), training=False)
-            scores, _ = self._scores_and_probabilities(tf.cast(raw, tf.float32))
+            scores, _ = self._scores_and_probabilities(raw)
             picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
         return [tf.cast(tape.gradient(score, images), tf.float32) for score in picked]
 
@@ -192,14 +242,14 @@ class Explainer:
                              f"{self.num_classes} classes (0-{self.num_classes - 1})")
 
     def explain_batch(self, images: np.ndarray, class_index: int | Sequence[int] | None = None) -> BatchResult:
-        """Explain a batch of resized photos in one forward/backward pass.
+        """Explain a batch of resized photos in one forward/backward pass (more for Score-CAM,
+        Ablation-CAM and aug-smooth).
 
         Args:
             images: float32 (B, H, W, 3), values 0-255, at ``input_size``; not modified.
             class_index: None (each image's top-1 class), one index for all,
                 or one index per image.
         """
-        tf, _ = import_tf()
         batch = np.asarray(images, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:3] != tuple(self.input_size):
             raise ValueError(f"images must be (B, {self.input_size[0]}, {self.input_size[1]}, 3); got {batch.shape}")
@@ -207,13 +257,37 @@ class Explainer:
             raise UsageError("a class index and top_k > 1 exclude each other: top_k explains the most "
                              "probable classes")
         if class_index is None:
-            wanted = np.full(len(batch), -1, dtype=np.int32)
+            wanted = np.full((len(batch), self.top_k), -1, dtype=np.int32)
         else:
-            wanted = np.broadcast_to(np.asarray(class_index, dtype=np.int32), (len(batch),)).copy()
+            wanted = np.broadcast_to(np.asarray(class_index, dtype=np.int32), (len(batch),)).copy()[:, None]
             for index in np.unique(wanted):
                 self.check_class_index(int(index))
-        cams, chosen, probabilities = self._step(tf.constant(batch), tf.constant(wanted))
+        result = self._maps(batch, wanted)
+        if self.aug_smooth:
+            result = self._augmented(batch, result)
+        return result
+
+    def _maps(self, batch: np.ndarray, classes: np.ndarray) -> BatchResult:
+        tf, _ = import_tf()
+        if self.perturbation:
+            from .perturbation import perturbation_maps
+
+            return perturbation_maps(self, batch, classes)
+        cams, chosen, probabilities = self._step(tf.constant(batch), tf.constant(classes))
         return BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy())
+
+    def _augmented(self, batch: np.ndarray, plain: BatchResult) -> BatchResult:
+        """aug-smooth: the mean of the maps over horizontal flip x brightness 1.0/1.1/0.9, each map
+        brought back to the original frame, all for the classes found on the original images."""
+        total = plain.ranked_cams.astype(np.float64)
+        for flip in (False, True):
+            for brightness in (1.0, 1.1, 0.9):
+                if not flip and brightness == 1.0:
+                    continue
+                augmented = np.clip((batch[:, :, ::-1] if flip else batch) * np.float32(brightness), 0, 255)
+                cams = self._maps(np.ascontiguousarray(augmented), plain.ranked_class_index).ranked_cams
+                total += cams[..., ::-1] if flip else cams
+        return BatchResult((total / 6).astype(np.float32), plain.ranked_class_index, plain.probabilities)
 
     def deletion_baseline(self) -> np.ndarray:
         """float32 (3,): the RGB pixel value that the model's preprocessing maps to zero.
@@ -229,7 +303,16 @@ class Explainer:
 
     @property
     def map_size(self) -> tuple[int, int]:
-        """(h, w) of the maps: the layer's spatial size, or the input size for guided-gradcam."""
+        """(h, w) of the maps: the layer's spatial size (its token grid), or the input size for guided-gradcam."""
         if self._guided is not None:
             return self.input_size
+        if self.extra_tokens is not None:
+            side = token_grid(int(self.target.output_shape[1]), self.extra_tokens)[1]
+            return side, side
         return tuple(int(d) for d in self.target.output_shape[1:3])
+
+    def passes_per_image(self) -> int:
+        """Forward passes one image costs: 1, or the channels used for Score-CAM/Ablation-CAM; x6 with aug-smooth."""
+        channels = int(self.target.output_shape[-1])
+        passes = min(channels, self.max_channels or channels) + 1 if self.perturbation else 1
+        return passes * (6 if self.aug_smooth else 1)

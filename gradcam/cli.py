@@ -6,6 +6,7 @@ Imports only the standard library at module level, so ``gradcam --help`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Sequence
 from . import __version__
 from .errors import GradcamError, UsageError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from .names import ARCHITECTURES, GALLERY_NAME, MANIFEST_NAME, METHOD_NAMES, SANITY_REPORT_NAME
+from .names import (
+    ARCHITECTURES,
+    GALLERY_NAME,
+    MANIFEST_NAME,
+    METHOD_NAMES,
+    SANITY_REPORT_NAME,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,6 +73,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     classes.add_argument("--top-k", type=int, default=1, metavar="K",
                          help="one heatmap for each of the K most probable classes (files NAME.top1.png ...)")
     explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
+    explain.add_argument("--eigen-smooth", action="store_true",
+                         help="the first principal component of the weighted activations instead of their sum")
+    explain.add_argument("--aug-smooth", action="store_true",
+                         help="average the maps over horizontal flip x brightness 1.0/1.1/0.9 (6x the cost)")
+    explain.add_argument("--max-channels", type=int, default=None, metavar="N",
+                         help="scorecam/ablationcam: use only the N channels of largest activation variance "
+                              "(Faster Score-CAM); default: all")
+    explain.add_argument("--extra-tokens", type=int, default=None, metavar="K",
+                         help="transformer layers: the K leading tokens that are not image patches (class, "
+                              "distillation); default: detected as the K that leaves a square grid")
     output = parser.add_argument_group("output")
     output.add_argument("--alpha", type=float, default=0.4, metavar="A",
                         help="opacity of the heatmap over the photo, 0-1 (default: %(default)s)")
@@ -131,6 +148,10 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.max_channels is not None and args.max_channels < 1:
+        raise UsageError(f"--max-channels must be at least 1, not {args.max_channels}")
+    if args.extra_tokens is not None and args.extra_tokens < 0:
+        raise UsageError(f"--extra-tokens cannot be negative, not {args.extra_tokens}")
     if args.max_pixels < 1:
         raise UsageError(f"--max-pixels must be at least 1, not {args.max_pixels}")
     if args.class_index is not None and args.class_index < 0:
@@ -166,7 +187,9 @@ def _run(args: argparse.Namespace) -> int:
     from .cam import Explainer
 
     classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
-    explainer = Explainer(classifier, args.layer, args.method, top_k=args.top_k)
+    explainer = Explainer(classifier, args.layer, args.method, top_k=args.top_k, eigen_smooth=args.eigen_smooth,
+                          aug_smooth=args.aug_smooth, max_channels=args.max_channels,
+                          extra_tokens=args.extra_tokens, batch_size=args.batch_size)
     if args.class_name is not None:
         from .classes import find_class
 
@@ -183,6 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     how = "" if args.layer else " (default)"
     print(f"gradcam: {len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
           f"method {args.method}, scores {explainer.head.kind}")
+    _estimate_cost(explainer, len(items))
     options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
@@ -193,19 +217,72 @@ def _run(args: argparse.Namespace) -> int:
     return _report(summary, output_dir)
 
 
+def _estimate_cost(explainer, count: int) -> None:
+    """Before a long run (Score-CAM, Ablation-CAM, aug-smooth): time one forward pass, say what it will take."""
+    passes = explainer.passes_per_image()
+    if passes <= 1:
+        return
+    import time
+
+    import numpy as np
+
+    images = np.zeros((explainer.batch_size, *explainer.input_size, 3), np.float32)
+    explainer.predict(images[:1])  # trace
+    start = time.perf_counter()
+    explainer.predict(images, batch_size=explainer.batch_size)
+    per_pass = (time.perf_counter() - start) / len(images)
+    seconds = per_pass * passes
+    print(f"gradcam: {_method_label(explainer)} needs about {passes} forward passes per image: about "
+          f"{_duration(seconds)} per image, {_duration(seconds * count)} for {count} image(s) on this machine")
+
+
+def _method_label(explainer) -> str:
+    extras = [name for name in ("eigen_smooth", "aug_smooth") if getattr(explainer, name)]
+    return explainer.method + "".join(f" --{name.replace('_', '-')}" for name in extras)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _run_with_progress(explainer, items, options, show_each: bool):
     from tqdm import tqdm
 
     from .pipeline import run
 
     with tqdm(total=len(items), unit="img", file=sys.stderr, disable=None if not show_each else True,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True) as bar, _passes_bar(explainer):
         def on_record(record: dict) -> None:
             if record["rank"] in (None, 1):  # count inputs, not the top-k records of each
                 bar.update(1)
             if show_each:
                 print(_record_line(record, options.top_k))
         return run(explainer, items, options, on_record=on_record)
+
+
+@contextlib.contextmanager
+def _passes_bar(explainer):
+    """Score-CAM/Ablation-CAM: a second bar for the forward passes of the image being explained."""
+    if not explainer.perturbation:
+        yield
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="pass", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True) as inner:
+        def on_progress(done: int, total: int) -> None:
+            if inner.total != total or done < inner.n:
+                inner.reset(total=total)
+            inner.update(done - inner.n)
+
+        explainer.on_progress = on_progress
+        try:
+            yield
+        finally:
+            explainer.on_progress = None
 
 
 def _record_line(record: dict, top_k: int = 1) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-
 def _auc(curve: np.ndarray) -> float:
     """Area under a curve sampled at N + 1 evenly spaced points of [0, 1] (trapezoid rule)."""
     steps = len(curve) - 1

@@ -71,17 +71,28 @@ def _call_without_activation(layer, *args, **kwargs):
     return out
 
 
-def build_explainer_model(model, target: LayerInfo, head: ScoreHead):
+def build_explainer_model(model, target: LayerInfo, head: ScoreHead, channel_scale=None):
     """A new Keras model: images -> [activations of ``target``, class scores].
 
     The graph is rebuilt by calling the caller's own layers (shared, not
     copied), descending into the nested models that hold the target or the
     final layer, so inner layers are reachable without "graph disconnected"
     errors. The final softmax/sigmoid is left out when ``head`` says so.
+
+    With ``channel_scale``, a tf.Variable (rows >= batch, channels), the target's output is
+    multiplied, image i by row i, channel by channel, before the rest of the network sees it
+    (Ablation-CAM zeroes one channel at a time this way).
     """
-    _, keras = import_tf()
+    tf, keras = import_tf()
     captured: dict[str, object] = {}
     along_path = {id(m) for m in target.containers + head.containers}
+
+    class ChannelScale(keras.layers.Layer):
+        def call(self, values):
+            rows = tf.shape(values)[0]
+            factors = channel_scale[:rows]
+            return values * tf.reshape(factors, tf.concat([[rows], tf.ones(len(values.shape) - 2, tf.int32),
+                                                           [tf.shape(factors)[1]]], 0))
 
     def call(layer, *args, **kwargs):
         if id(layer) in along_path:
@@ -92,6 +103,8 @@ def build_explainer_model(model, target: LayerInfo, head: ScoreHead):
             out = layer(*args, **kwargs)
         if layer is target.layer:
             captured["activations"] = out
+            if channel_scale is not None:
+                out = ChannelScale(name="gradcam_channel_scale")(out)
         return out
 
     inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")

@@ -1,7 +1,9 @@
 """Finding layers: by name or nested path, the default layer, the list for ``--list-layers``.
 
 Layers are searched through nested models (a base model inside a Sequential); a
-:class:`LayerInfo` keeps the path and the nested models that hold a layer.
+:class:`LayerInfo` keeps the path and the nested models that hold a layer. Explainable
+layers give a spatial map (batch, height, width, channels), or tokens (batch, tokens,
+channels) whose tokens, less K leading extra ones (class, distillation), fill a square grid.
 """
 from __future__ import annotations
 
@@ -38,6 +40,16 @@ class LayerInfo:
         return self.output_shape is not None and len(self.output_shape) == 4
 
     @property
+    def tokens(self) -> bool:
+        """True for a 3-D output (batch, tokens, channels) whose tokens can fill a square grid."""
+        shape = self.output_shape
+        return shape is not None and len(shape) == 3 and shape[1] is not None and token_grid(shape[1]) is not None
+
+    @property
+    def explainable(self) -> bool:
+        return (self.spatial or self.tokens) and not _is_model(self.layer)
+
+    @property
     def depth(self) -> int:
         return len(self.containers)
 
@@ -62,8 +74,27 @@ def _output_shape(layer) -> tuple | None:
 
 
 def explainable_layers(model) -> list[LayerInfo]:
-    """Layers with a spatial (4-D) output, in graph order."""
-    return [info for info in iter_layers(model) if info.spatial and not _is_model(info.layer)]
+    """Layers with a spatial (4-D) or token (3-D, square grid) output, in graph order."""
+    return [info for info in iter_layers(model) if info.explainable]
+
+
+def token_grid(tokens: int, extra: int | None = None) -> tuple[int, int] | None:
+    """(extra, side) for ``tokens`` tokens: the K leading extra tokens (class, distillation) and the
+    side of the square grid the others fill. ``extra`` None: the smallest K (at most 8) that leaves
+    a square of side >= 2. None where nothing fits (or the given ``extra`` leaves no square)."""
+    for k in ([extra] if extra is not None else range(0, min(tokens, 9))):
+        side = int(round((tokens - k) ** 0.5)) if tokens > k else 0
+        if side >= 2 and side * side == tokens - k:
+            return k, side
+    return None
+
+
+def tokens_to_grid(values, extra: int):
+    """(B, T, C) tokens -> (B, side, side, C), dropping the ``extra`` leading tokens (row-major grid)."""
+    tf, _ = import_tf()
+    grid = values[:, extra:, :]
+    side = int(round(int(grid.shape[1]) ** 0.5))
+    return tf.reshape(grid, (-1, side, side, grid.shape[-1]))
 
 
 def _is_model(layer) -> bool:
@@ -72,10 +103,14 @@ def _is_model(layer) -> bool:
 
 
 def default_layer(model) -> LayerInfo:
-    """The last convolutional feature map before pooling/flattening.
+    """The last convolutional feature map before pooling/flattening; for transformers, the input of
+    the last attention layer.
 
-    The last layer with a spatial output that is not a pooling, dropout or
-    noise layer: VGG19's ``block5_conv4``, ResNet50's ``conv5_block3_out``.
+    CNNs: the last layer with a spatial output that is not a pooling, dropout or noise layer:
+    VGG19's ``block5_conv4``, ResNet50's ``conv5_block3_out``. Token models (ViT, DeiT): the layer
+    feeding the last attention layer (the last block's first normalisation, as pytorch-grad-cam's
+    ``blocks[-1].norm1``): after the last attention, patch tokens no longer reach the class token,
+    so the class score's gradient with respect to them is zero.
 
     Raises:
         UsageError: the model has no such layer.
@@ -85,8 +120,32 @@ def default_layer(model) -> LayerInfo:
         if not any(word in type(info.layer).__name__ for word in _POOLING_OR_IDENTITY)
     ]
     if not candidates:
-        raise UsageError("this model has no layer with a spatial (height x width x channels) output to explain")
-    return candidates[-1]
+        raise UsageError("this model has no layer with a spatial (height x width x channels) or token "
+                         "(tokens x channels) output to explain")
+    last = candidates[-1]
+    if last.tokens:
+        return _attention_input(model, candidates) or last
+    return last
+
+
+def _attention_input(model, candidates: list[LayerInfo]) -> LayerInfo | None:
+    """The token layer whose output is the query of the model's last attention layer, if any."""
+    _, keras = import_tf()
+    attentions = [info for info in iter_layers(model) if isinstance(info.layer, keras.layers.MultiHeadAttention)]
+    if not attentions:
+        return None
+    try:
+        query = attentions[-1].layer.input
+    except Exception:  # called more than once
+        return None
+    query = query[0] if isinstance(query, (list, tuple)) else query
+    for info in candidates:
+        try:
+            if info.layer.output is query:
+                return info
+        except Exception:
+            continue
+    return None
 
 
 def resolve_layer(model, layer_name: str | None) -> LayerInfo:
@@ -112,13 +171,14 @@ def resolve_layer(model, layer_name: str | None) -> LayerInfo:
             f"layer name {layer_name!r} is ambiguous; name it by path: {', '.join(m.path for m in matches)}"
         )
     info = matches[0]
-    if not info.spatial or _is_model(info.layer):
+    if not info.explainable:
         allowed = [layer.path for layer in explainable_layers(model)]
         shown = allowed if len(allowed) <= 20 else allowed[-20:]
         more = "" if len(allowed) <= 20 else f" (and {len(allowed) - 20} earlier; see --list-layers)"
         raise UsageError(
             f"layer {layer_name!r} has output shape {_shape_text(info.output_shape)}; Grad-CAM needs a "
-            f"convolutional layer with a spatial output. Layers that can be explained: {', '.join(shown)}{more}"
+            f"convolutional layer with a spatial output, or a token layer (batch, tokens, channels) whose "
+            f"tokens fill a square grid. Layers that can be explained: {', '.join(shown)}{more}"
         )
     return info
 
@@ -128,13 +188,19 @@ def _shape_text(shape: tuple | None) -> str:
 
 
 def describe_layers(model) -> list[str]:
-    """Lines for ``--list-layers``: every spatial layer, indented by nesting, the default marked."""
+    """Lines for ``--list-layers``: every spatial and token layer, indented by nesting, the default marked."""
     default = default_layer(model)
     lines = []
     for info in iter_layers(model):
         if _is_model(info.layer):
             lines.append(f"{'  ' * info.depth}{info.path}/  ({type(info.layer).__name__}, nested model)")
-        elif info.spatial:
-            mark = "   <- default" if info.path == default.path else ""
-            lines.append(f"{'  ' * info.depth}{info.path:<40} {_shape_text(info.output_shape)}{mark}")
+        elif info.explainable:
+            kind = ""
+            if info.tokens:
+                extra, side = token_grid(info.output_shape[1])
+                kind = f"  tokens: {extra} extra + {side}x{side} grid"
+            mark = ""
+            if info.path == default.path:
+                mark = "   <- default" + (" (input of the last attention)" if info.tokens else "")
+            lines.append(f"{'  ' * info.depth}{info.path:<40} {_shape_text(info.output_shape)}{kind}{mark}")
     return lines

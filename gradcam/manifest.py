@@ -85,7 +85,7 @@ def run_settings(explainer, options) -> dict:
         "model": classifier.name, "model_file": _file_identity(classifier.name),
         "weights": classifier.weights, "weights_file": _file_identity(classifier.weights),
         "preprocess": classifier.preprocess, "input_size": list(explainer.input_size),
-        "layer": explainer.layer_name, "method": explainer.method,
+        "layer": explainer.layer_name, **explainer.options(),
         "class_index": options.class_index, "top_k": options.top_k,
         "class_names": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12] if names else None,
         "alpha": options.alpha, "colormap": options.colormap, "panel": options.panel, "save_npy": options.save_npy,

@@ -1,8 +1,10 @@
 """The CAM methods as small pure functions of (activations, gradients).
 
 Shapes: ``activations`` and ``gradients`` are (batch, h, w, channels) float32, the
-gradients being d y^c / d A of each image's own class score y^c before the softmax;
-every method returns class activation maps (batch, h, w), >= 0, not yet normalised.
+gradients being d y^c / d A of each image's own class score y^c before the softmax.
+Each method gives *weighted activations* (batch, h, w, channels); the map (batch, h, w),
+>= 0 and not yet normalised, is ReLU of their sum over channels, or of their first
+principal component (eigen-smooth; always for Eigen-CAM).
 """
 from __future__ import annotations
 
@@ -11,24 +13,48 @@ from typing import Callable
 from ._tf import import_tf
 
 
-def _weighted_sum(activations, weights):
-    """ReLU(sum_k weights_k A^k): (B, h, w, K) x (B, K) -> (B, h, w)."""
+def combine(weighted, eigen: bool = False):
+    """The map from weighted activations (B, h, w, K): ReLU(sum_k), or with ``eigen`` (eigen-smooth)
+    ReLU(first principal component) -- see :func:`first_component`. Returns (B, h, w)."""
     tf, _ = import_tf()
-    return tf.nn.relu(tf.einsum("bhwk,bk->bhw", activations, weights))
+    return tf.nn.relu(first_component(weighted) if eigen else tf.reduce_sum(weighted, axis=-1))
 
 
-def gradcam_map(activations, gradients):
-    """Grad-CAM (Selvaraju et al., 2017): alpha_k = mean_ij dy/dA^k_ij; ReLU(sum_k alpha_k A^k)."""
+def first_component(values):
+    """Projection of each position's K values on their first principal component: (B, h, w, K) -> (B, h, w).
+
+    As pytorch-grad-cam's ``get_2d_projection``: the (h w, K) matrix is centred over positions and
+    projected on its first right singular vector. The sign of a component is arbitrary; it is chosen
+    so that the projection agrees (correlates positively) with the channel mean of ``values``.
+    """
     tf, _ = import_tf()
-    return _weighted_sum(activations, tf.reduce_mean(gradients, axis=(1, 2)))
+    shape = tf.shape(values)
+    flat = tf.reshape(values, (shape[0], shape[1] * shape[2], shape[3]))
+    centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+    _, _, v = tf.linalg.svd(centred, full_matrices=False)  # v: (B, K, min(hw, K))
+    projection = tf.einsum("bpk,bk->bp", centred, v[:, :, 0])
+    mean = tf.reduce_mean(centred, axis=-1)  # the centred channel mean
+    sign = tf.where(tf.reduce_sum(projection * mean, axis=1, keepdims=True) < 0, -1.0, 1.0)
+    return tf.reshape(projection * sign, shape[:3])
 
 
-def counterfactual_map(activations, gradients):
+def _scaled(activations, weights):
+    """w_k A^k for channel weights (B, K): (B, h, w, K)."""
+    return activations * weights[:, None, None, :]
+
+
+def gradcam_weighted(activations, gradients):
+    """Grad-CAM (Selvaraju et al., 2017): alpha_k A^k with alpha_k = mean_ij dy/dA^k_ij."""
+    tf, _ = import_tf()
+    return _scaled(activations, tf.reduce_mean(gradients, axis=(1, 2)))
+
+
+def counterfactual_weighted(activations, gradients):
     """Counterfactual Grad-CAM (Selvaraju et al., 2017): Grad-CAM with negated gradients."""
-    return gradcam_map(activations, -gradients)
+    return gradcam_weighted(activations, -gradients)
 
 
-def gradcam_plus_plus_map(activations, gradients):
+def gradcam_plus_plus_weighted(activations, gradients):
     """Grad-CAM++ (Chattopadhay et al., 2018), closed form for an exponential score.
 
     The paper's alpha_ij^k = g^2 / (2 g^2 + sum_ab A^k_ab g^3) with g = dy/dA^k_ij equals
@@ -43,39 +69,79 @@ def gradcam_plus_plus_map(activations, gradients):
     tf, _ = import_tf()
     sum_a = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
     terms = tf.math.divide_no_nan(tf.nn.relu(gradients), 2.0 + sum_a * gradients)
-    return _weighted_sum(activations, tf.reduce_sum(terms, axis=(1, 2)))
+    return _scaled(activations, tf.reduce_sum(terms, axis=(1, 2)))
 
 
-def hirescam_map(activations, gradients):
-    """HiResCAM (Draelos & Carin, 2020): ReLU(sum_k dy/dA^k (element-wise) A^k), no averaging."""
+def hirescam_weighted(activations, gradients):
+    """HiResCAM (Draelos & Carin, 2020): dy/dA^k (element-wise) A^k, no averaging."""
+    return gradients * activations
+
+
+def layercam_weighted(activations, gradients):
+    """LayerCAM (Jiang et al., 2021): ReLU(dy/dA^k) (element-wise) A^k."""
     tf, _ = import_tf()
-    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
+    return tf.nn.relu(gradients) * activations
 
 
-def layercam_map(activations, gradients):
-    """LayerCAM (Jiang et al., 2021): ReLU(sum_k ReLU(dy/dA^k) (element-wise) A^k)."""
+def xgradcam_weighted(activations, gradients):
+    """XGrad-CAM (Fu et al., 2020): w_k A^k with w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij."""
     tf, _ = import_tf()
-    return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+    share = tf.math.divide_no_nan(activations, tf.reduce_sum(activations, axis=(1, 2), keepdims=True))
+    return _scaled(activations, tf.reduce_sum(share * gradients, axis=(1, 2)))
 
 
-def xgradcam_map(activations, gradients):
-    """XGrad-CAM (Fu et al., 2020): w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij."""
-    tf, _ = import_tf()
-    total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
-    share = tf.math.divide_no_nan(activations, total)
-    return _weighted_sum(activations, tf.reduce_sum(share * gradients, axis=(1, 2)))
+def eigencam_weighted(activations, gradients):
+    """Eigen-CAM (Muhammad & Yeasin, 2020): the activations themselves, always projected on their
+    first principal component (gradient-free)."""
+    return activations
 
 
-#: ``--method`` name -> map function.
-METHODS: dict[str, Callable] = {
-    "gradcam": gradcam_map,
-    "gradcam++": gradcam_plus_plus_map,
-    "hirescam": hirescam_map,
-    "layercam": layercam_map,
-    "xgradcam": xgradcam_map,
-    "counterfactual": counterfactual_map,
-    "guided-gradcam": gradcam_map,  # times guided backpropagation, at input resolution (Explainer)
+def eigengradcam_weighted(activations, gradients):
+    """Eigen-Grad-CAM: activations times gradients, projected on their first principal component."""
+    return gradients * activations
+
+
+#: ``--method`` name -> weighted activations (B, h, w, K) of (activations, gradients).
+WEIGHTED: dict[str, Callable] = {
+    "gradcam": gradcam_weighted,
+    "gradcam++": gradcam_plus_plus_weighted,
+    "hirescam": hirescam_weighted,
+    "layercam": layercam_weighted,
+    "xgradcam": xgradcam_weighted,
+    "counterfactual": counterfactual_weighted,
+    "guided-gradcam": gradcam_weighted,  # times guided backpropagation, at input resolution (Explainer)
+    "eigencam": eigencam_weighted,
+    "eigengradcam": eigengradcam_weighted,
 }
+
+#: methods whose map is always the first principal component.
+ALWAYS_EIGEN = frozenset({"eigencam", "eigengradcam"})
+
+#: methods that weight channels by the class score of perturbed inputs (run by the Explainer).
+PERTURBATION_METHODS = ("scorecam", "ablationcam")
+
+
+def method_map(name: str, eigen: bool = False) -> Callable:
+    """The map function (activations, gradients) -> (B, h, w) of a :data:`WEIGHTED` method."""
+    weighted, eigen = WEIGHTED[name], eigen or name in ALWAYS_EIGEN
+
+    def cam(activations, gradients):
+        return combine(weighted(activations, gradients), eigen)
+
+    cam.__name__ = f"{name}_map"
+    return cam
+
+
+#: ``--method`` name -> map function (activations, gradients) -> (B, h, w), >= 0.
+METHODS: dict[str, Callable] = {name: method_map(name) for name in WEIGHTED}
+gradcam_map, gradcam_plus_plus_map, hirescam_map, layercam_map, xgradcam_map, counterfactual_map = (
+    METHODS[name] for name in ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual"))
+eigencam_map, eigengradcam_map = METHODS["eigencam"], METHODS["eigengradcam"]
+
+
+def channel_weighted_map(activations, weights, eigen: bool = False):
+    """Score-CAM and Ablation-CAM: ReLU(sum_k w_k A^k) (or its first component) for weights (B, K)."""
+    return combine(_scaled(activations, weights), eigen)
 
 
 def guided_gradcam_map(guided_gradients, cams):

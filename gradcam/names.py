@@ -33,9 +33,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "convnext_tiny": Architecture("ConvNeXtTiny", "convnext", (224, 224)),
 }
 
-#: ``--method`` names, in the order ``--help`` lists them (each is a key of gradcam.methods.METHODS).
+#: ``--method`` names, in the order ``--help`` lists them: the keys of gradcam.methods.METHODS,
+#: then the perturbation methods (gradcam.methods.PERTURBATION_METHODS).
 METHOD_NAMES: tuple[str, ...] = (
     "gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam",
+    "eigencam", "eigengradcam", "scorecam", "ablationcam",
 )
 
 #: ``--preprocess`` names: keras.applications modules with a ``preprocess_input``.

@@ -21,7 +21,13 @@ from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
 from .heatmap import check_finite, heatmap_at
 from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model
-from .manifest import ManifestWriter, changed_settings, new_record, run_settings, settings_by_output
+from .manifest import (
+    ManifestWriter,
+    changed_settings,
+    new_record,
+    run_settings,
+    settings_by_output,
+)
 from .names import MANIFEST_NAME
 from .render import panel_title, render_outputs
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._tf import import_tf
-from .cam import Explainer
 from .errors import HeatmapError, ImageError, UsageError
 from .images import DEFAULT_MAX_PIXELS, load_for_model
 from .layers import iter_layers
@@ -170,8 +169,7 @@ def sanity_check(explainer, items, class_index: int | None = None, max_pixels: i
     classes = explainer.explain_batch(images, class_index).class_index
 
     def factory(model):
-        return Explainer(dataclasses.replace(explainer.classifier, model=model),
-                         explainer.layer_name, explainer.method)
+        return explainer.with_model(dataclasses.replace(explainer.classifier, model=model))
 
     _, steps = cascading_randomization(factory, explainer.classifier.model, images, classes)
     return SanityReport(explainer.layer_name, explainer.method, names, [int(c) for c in classes], steps, failures)

@@ -117,3 +117,103 @@ def nested_and_flat(seed=11):
         y = layer(y)
     flat = k.Model(inputs, y)
     return nested, flat
+
+
+_VIT_LAYERS: dict = {}
+
+
+def vit_layers():
+    """The custom layer a small ViT needs (class token and position embeddings), registered once so
+    that a saved .keras ViT loads (with safe_mode) in the same process."""
+    if not _VIT_LAYERS:
+        k = keras()
+
+        @k.saving.register_keras_serializable(package="gradcam_tests")
+        class ClassTokenAndPosition(k.layers.Layer):
+            """(B, T, C) patches -> (B, T + 1, C): a learnt class token first, plus learnt positions."""
+
+            def build(self, input_shape):
+                tokens, dim = input_shape[1], input_shape[2]
+                self.token = self.add_weight(shape=(1, 1, dim), initializer="zeros", name="class_token")
+                self.position = self.add_weight(shape=(1, tokens + 1, dim),
+                                                initializer=k.initializers.RandomNormal(stddev=0.02), name="position")
+
+            def call(self, patches):
+                ops = k.ops
+                token = ops.broadcast_to(self.token, (ops.shape(patches)[0], 1, ops.shape(patches)[2]))
+                return ops.concatenate([token, patches], axis=1) + self.position
+
+        _VIT_LAYERS["ClassTokenAndPosition"] = ClassTokenAndPosition
+    return _VIT_LAYERS
+
+
+def build_vit(size: int = 48, patch: int = 8, dim: int = 32, blocks: int = 2, classes: int = 2, seed: int = 0):
+    """A small Vision Transformer: patch embedding, class token, ``blocks`` pre-norm transformer
+    blocks, final LayerNorm, class-token head. Tokens: 1 + (size / patch)^2."""
+    k = keras()
+    k.utils.set_random_seed(seed)
+    grid = size // patch
+    inputs = k.Input((size, size, 3))
+    x = k.layers.Rescaling(1 / 255.0)(inputs)
+    x = k.layers.Conv2D(dim, patch, strides=patch, name="patches")(x)
+    x = k.layers.Reshape((grid * grid, dim), name="patch_tokens")(x)
+    x = vit_layers()["ClassTokenAndPosition"](name="tokens")(x)
+    for i in range(1, blocks + 1):
+        h = k.layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm1")(x)
+        h = k.layers.MultiHeadAttention(num_heads=2, key_dim=dim // 2, name=f"block{i}_attention")(h, h)
+        x = k.layers.Add(name=f"block{i}_add1")([x, h])
+        h = k.layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm2")(x)
+        h = k.layers.Dense(2 * dim, activation="gelu", name=f"block{i}_mlp1")(h)
+        h = k.layers.Dense(dim, name=f"block{i}_mlp2")(h)
+        x = k.layers.Add(name=f"block{i}_add2")([x, h])
+    x = k.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    x = k.layers.Cropping1D((0, grid * grid), name="class_token")(x)
+    x = k.layers.Flatten()(x)
+    return k.Model(inputs, k.layers.Dense(classes, activation="softmax", name="head")(x), name="vit")
+
+
+SIZE, OBJECT = 48, 10
+
+
+def make_images(n: int, rng: np.random.Generator):
+    """Noisy grey images, each with one bright square (class 0) or cross (class 1) at a random place.
+
+    Returns (images float32 (n, 48, 48, 3) in 0-255, labels (n,), object centres (n, 2) as (row, col)).
+    """
+    images = rng.uniform(0, 60, (n, SIZE, SIZE, 1)).astype(np.float32)
+    labels = rng.integers(0, 2, n)
+    centres = rng.integers(OBJECT // 2, SIZE - OBJECT // 2, (n, 2))
+    for image, label, (r, c) in zip(images, labels, centres):
+        top, left = r - OBJECT // 2, c - OBJECT // 2
+        if label == 0:
+            image[top : top + OBJECT, left : left + OBJECT] = 230
+        else:
+            image[r - 1 : r + 1, left : left + OBJECT] = 230
+            image[top : top + OBJECT, c - 1 : c + 1] = 230
+    return np.repeat(images, 3, axis=3), labels, centres
+
+
+def presence_images(n: int, rng: np.random.Generator):
+    """Class 1: a bright square or cross at a random place (as make_images); class 0: noise only.
+
+    Returns (images float32 (n, 48, 48, 3), labels (n,), object centres (n, 2))."""
+    images, _, centres = make_images(n, rng)
+    labels = rng.integers(0, 2, n)
+    images[labels == 0] = np.repeat(rng.uniform(0, 60, (int((labels == 0).sum()), SIZE, SIZE, 1)), 3, axis=3)
+    return images.astype(np.float32), labels, centres
+
+
+@pytest.fixture(scope="session")
+def trained_vit():
+    """A small ViT (class token, two blocks) trained for a few seconds to tell shapes from noise."""
+    k = keras()
+    rng = np.random.default_rng(7)
+    train_x, train_y, _ = presence_images(1500, rng)
+    test_x, test_y, centres = presence_images(120, rng)
+    model = build_vit(seed=7)
+    model.compile(optimizer=k.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(train_x, train_y, epochs=8, batch_size=32, verbose=0)
+    accuracy = model.evaluate(test_x, test_y, verbose=0)[1]
+    assert accuracy >= 0.9, f"the ViT did not learn the task (accuracy {accuracy:.2f})"
+    positive = test_y == 1
+    return model, test_x[positive], centres[positive]

@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import build_tiny_model, write_photo
 from PIL import Image
 
 import gradcam
-from conftest import build_tiny_model, write_photo
 from gradcam.api import Explanation, array_to_rgb, explain
 from gradcam.cam import Explainer
 from gradcam.errors import ImageError, UsageError

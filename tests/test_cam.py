@@ -4,10 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import (
+    OBJECT,
+    SIZE,
     batchnorm_model,
     build_tiny_model,
     independent_cams,
     keras,
+    make_images,
 )
 
 from gradcam import methods
@@ -169,27 +172,6 @@ def test_guided_top_k_equals_each_class_alone(tiny_model):
         np.testing.assert_allclose(ranked.ranked_cams[:, k], alone.cams, rtol=1e-4, atol=1e-6)
 
 
-SIZE, OBJECT = 48, 10
-
-
-def make_images(n: int, rng: np.random.Generator):
-    """Noisy grey images, each with one bright square (class 0) or cross (class 1) at a random place.
-
-    Returns (images float32 (n, 48, 48, 3) in 0-255, labels (n,), object centres (n, 2) as (row, col)).
-    """
-    images = rng.uniform(0, 60, (n, SIZE, SIZE, 1)).astype(np.float32)
-    labels = rng.integers(0, 2, n)
-    centres = rng.integers(OBJECT // 2, SIZE - OBJECT // 2, (n, 2))
-    for image, label, (r, c) in zip(images, labels, centres):
-        top, left = r - OBJECT // 2, c - OBJECT // 2
-        if label == 0:
-            image[top : top + OBJECT, left : left + OBJECT] = 230
-        else:
-            image[r - 1 : r + 1, left : left + OBJECT] = 230
-            image[top : top + OBJECT, c - 1 : c + 1] = 230
-    return np.repeat(images, 3, axis=3), labels, centres
-
-
 def test_heatmap_peak_lands_on_the_object():
     k = keras()
     k.utils.set_random_seed(7)
@@ -222,3 +204,68 @@ def test_heatmap_peak_lands_on_the_object():
     random_hits = sum(abs(rng.integers(0, SIZE) - r) <= 7 and abs(rng.integers(0, SIZE) - c) <= 7
                       for r, c in test_centres)
     assert random_hits < 0.5 * len(test_x)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_aug_smooth_is_the_mean_over_flips_and_brightness(method):
+    model = build_tiny_model(seed=43)
+    images = np.random.default_rng(43).uniform(0, 250, (2, 32, 32, 3)).astype(np.float32)
+    images[0, :4] = 255  # brightness 1.1 must clip at 255
+    plain = Explainer(model, method=method)
+    classes = plain.explain_batch(images).class_index
+    maps = []
+    for flip in (False, True):
+        for brightness in (1.0, 1.1, 0.9):
+            augmented = np.clip((images[:, :, ::-1] if flip else images) * brightness, 0, 255)
+            cams = plain.explain_batch(augmented.astype(np.float32), classes).cams
+            maps.append(cams[..., ::-1] if flip else cams)
+    smooth = Explainer(model, method=method, aug_smooth=True).explain_batch(images)
+    np.testing.assert_array_equal(smooth.class_index, classes)  # classes found on the originals
+    np.testing.assert_allclose(smooth.cams, np.mean(maps, axis=0), rtol=1e-4, atol=1e-6 * smooth.cams.max())
+    assert not np.allclose(smooth.cams, maps[0])
+
+
+def peak_hits(cams: np.ndarray, centres: np.ndarray) -> int:
+    """How many maps peak on their object (upsampled to the image, within half the object + 2 px)."""
+    hits = 0
+    for cam, (r, c) in zip(cams, centres):
+        heatmap = upsample(normalize(cam)[0], (SIZE, SIZE))
+        peak_r, peak_c = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+        hits += abs(peak_r - r) <= OBJECT // 2 + 2 and abs(peak_c - c) <= OBJECT // 2 + 2
+    return int(hits)
+
+
+@pytest.mark.parametrize("method, share", [("scorecam", 0.8), ("layercam", 0.7)])
+def test_vit_token_map_points_at_the_object(trained_vit, method, share):
+    model, images, centres = trained_vit
+    explainer = Explainer(model, method=method)
+    # default: the input of the last attention layer (block 2's first LayerNormalization), 1 class token
+    assert explainer.layer_name == "block2_norm1" and explainer.extra_tokens == 1
+    assert explainer.map_size == (6, 6)
+    cams = explainer.explain_batch(images, 1).cams
+    hits = peak_hits(cams, centres)
+    assert hits >= share * len(images), f"{method}: peak on the object for only {hits} of {len(images)}"
+    shuffled = peak_hits(cams, np.roll(centres, 7, axis=0))  # control: the maps against other images' objects
+    assert shuffled < 0.35 * len(images), shuffled
+
+
+def test_token_layer_map_equals_grad_cam_on_the_patch_grid():
+    """Against an independent computation: token 1 + (r * side + c) is grid cell (r, c)."""
+    import tensorflow as tf
+    from conftest import build_vit
+
+    model = build_vit(seed=3)
+    images = np.random.default_rng(3).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    explainer = Explainer(model, layer="block1_add2")
+    assert explainer.extra_tokens == 1 and explainer.map_size == (6, 6)
+    result = explainer.explain_batch(images, 1)
+    probe = keras().Model(model.inputs, [model.get_layer("block1_add2").output, model.get_layer("head").input])
+    kernel, bias = model.get_layer("head").get_weights()
+    with tf.GradientTape() as tape:
+        tokens, features = probe(tf.constant(images))
+        score = (tf.matmul(features, kernel) + bias)[:, 1]
+    gradients = tape.gradient(score, tokens).numpy()[:, 1:].reshape(2, 6, 6, -1)
+    activations = tokens.numpy()[:, 1:].reshape(2, 6, 6, -1)
+    expected = np.maximum((activations * gradients.mean(axis=(1, 2), keepdims=True)).sum(-1), 0)
+    assert expected.max() > 0
+    np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-5 * expected.max())

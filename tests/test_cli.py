@@ -240,12 +240,17 @@ def test_kill_and_resume(tmp_path, tiny_model_file):
     proc.communicate()
     done_before = {p.name for p in out.glob("*.png")}
     assert 0 < len(done_before) < 40, "the run should have been killed part-way"
+    recorded_before = {Path(r["input"]).name + ".png" for r in manifest(out) if r["status"] == "ok"}
+    assert recorded_before <= done_before
     rerun = run_cli(args)
     assert rerun.returncode == 0, rerun.stderr
     records = [r for r in manifest(out) if r["run"] == manifest(out)[-1]["run"]]
     statuses = {Path(r["input"]).name + ".png": r["status"] for r in records}
     assert len(statuses) == 40
-    assert {n for n, s in statuses.items() if s == "skipped"} == done_before  # no duplicate work
+    # outputs with a record are skipped; a PNG renamed into place just before the kill, whose record
+    # was never written, has no recorded settings and is made again (at most the outputs in flight)
+    assert {n for n, s in statuses.items() if s == "skipped"} == recorded_before
+    assert len(done_before - recorded_before) <= 6
     for png in out.glob("*.png"):
         Image.open(png).load()  # every output complete
     assert len(list(out.glob("*.png"))) == 40
@@ -396,3 +401,54 @@ def test_cli_panel(tmp_path, tiny_model_file):
     assert main(["--model", str(tiny_model_file), str(photo), "-o", str(out), "--panel"]) == 0
     width, height = Image.open(out / "p.png.png").size
     assert width > 2 * 80 and width > height  # a figure, not the bare 80x60 overlay
+
+
+def test_saved_vit_explained_with_model_path(tmp_path, trained_vit, capsys):
+    from conftest import OBJECT
+
+    model, images, centres = trained_vit
+    path = tmp_path / "vit.keras"
+    model.save(path)
+    assert main(["--model", str(path), "--list-layers"]) == 0
+    listed = capsys.readouterr().out
+    assert "block2_norm1" in listed and "<- default (input of the last attention)" in listed
+    photo = tmp_path / "shape.png"
+    Image.fromarray(images[0].astype(np.uint8)).save(photo)
+    out = tmp_path / "o"
+    assert main(["--model", str(path), str(photo), "-o", str(out), "--method", "scorecam", "--save-npy",
+                 "--batch-size", "16", "--class-index", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "scorecam needs about 33 forward passes per image" in printed  # 32 channels + 1
+    (record,) = manifest(out)
+    assert record["layer"] == "block2_norm1" and record["method"] == "scorecam"
+    assert record["settings"]["extra_tokens"] == 1
+    heatmap = np.load(out / "shape.png.npy")
+    peak = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    assert abs(peak[0] - centres[0][0]) <= OBJECT // 2 + 2 and abs(peak[1] - centres[0][1]) <= OBJECT // 2 + 2
+
+
+def test_smoothing_options_are_recorded_and_redo(tmp_path, tiny_model_file, capsys):
+    photo = write_photo(tmp_path / "p.png")
+    out = tmp_path / "o"
+    base = tiny(tiny_model_file, str(photo), "-o", str(out))
+    assert main(base + ["--method", "eigencam"]) == 0
+    assert main(base + ["--method", "eigencam", "--aug-smooth"]) == 0
+    assert "1 redone" in capsys.readouterr().out and "aug_smooth" in manifest(out)[-1]["settings"]
+    assert main(base + ["--method", "gradcam", "--eigen-smooth"]) == 0
+    record = manifest(out)[-1]
+    assert record["settings"]["eigen_smooth"] is True and record["method"] == "gradcam"
+    assert main(base + ["--method", "ablationcam", "--max-channels", "3", "--top-k", "2"]) == 0
+    records = manifest(out)[-2:]
+    assert [r["rank"] for r in records] == [1, 2] and records[0]["settings"]["max_channels"] == 3
+
+
+@pytest.mark.parametrize("args, message", [(["--max-channels", "0"], "--max-channels"),
+                                           (["--extra-tokens", "-1"], "--extra-tokens"),
+                                           (["--extra-tokens", "3"], "leave no square grid")])
+def test_new_option_errors_exit_2(tmp_path, tiny_model_file, trained_vit, capsys, args, message):
+    model, _, _ = trained_vit
+    path = tmp_path / "vit.keras"
+    model.save(path)
+    photo = write_photo(tmp_path / "p.png")
+    assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err

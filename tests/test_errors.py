@@ -1,7 +1,15 @@
 """Error types and their one-line messages."""
 from __future__ import annotations
 
-from gradcam.errors import GradcamError, HeatmapError, ImageError, OutputError, UsageError, WeightsError, first_line
+from gradcam.errors import (
+    GradcamError,
+    HeatmapError,
+    ImageError,
+    OutputError,
+    UsageError,
+    WeightsError,
+    first_line,
+)
 
 
 def test_exit_codes():

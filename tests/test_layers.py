@@ -41,3 +41,25 @@ def test_nested_vgg19_inner_layer_explained():
     explainer = Explainer(model, layer="block5_conv4")
     assert explainer.layer_name == "vgg19/block5_conv4"
     assert explainer.explain_batch(np.full((2, 64, 64, 3), 90, np.float32)).cams.shape == (2, 4, 4)
+
+
+def test_token_grid_detection():
+    from gradcam.layers import token_grid
+
+    assert token_grid(197) == (1, 14) and token_grid(198) == (2, 14) and token_grid(196) == (0, 14)
+    assert token_grid(50) == (1, 7) and token_grid(37, extra=1) == (1, 6)
+    assert token_grid(37, extra=2) is None and token_grid(1) is None and token_grid(3) is None
+
+
+def test_vit_layers_listed_with_tokens_and_default():
+    from conftest import build_vit
+
+    model = build_vit()
+    lines = describe_layers(model)
+    default = [line for line in lines if "<- default" in line]
+    assert len(default) == 1 and default[0].startswith("block2_norm1") and "input of the last attention" in default[0]
+    assert any(line.startswith("tokens") and "1 extra + 6x6 grid" in line for line in lines)
+    assert not any(line.startswith("class_token") for line in lines)  # 1 token: no grid
+    assert default_layer(model).path == "block2_norm1"
+    with pytest.raises(UsageError, match="token layer"):
+        resolve_layer(model, "class_token")

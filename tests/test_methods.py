@@ -133,3 +133,49 @@ def test_guided_gradcam_map_by_hand():
     cams = np.array([[[2.0, 2.0], [2.0, 4.0]]], np.float32)  # same size: no resampling
     out = guided_gradcam_map(tf.constant(guided), tf.constant(cams)).numpy()
     np.testing.assert_allclose(out[0], [[6.0, 0.0], [0.0, 2.0]], rtol=1e-6)
+
+
+def rank_one(pattern, loadings):
+    """A^k_ij = p_ij c_k: (1, h, w, K) float32."""
+    return (np.asarray(pattern, np.float64)[..., None] * np.asarray(loadings, np.float64)).astype(np.float32)[None]
+
+
+@pytest.mark.parametrize("s", SCALES)
+def test_eigencam_by_hand(s):
+    p = [[1.0, 2.0], [3.0, 6.0]]  # mean 3
+    # centred: (p - 3) c^T, whose first principal direction is c / |c|: projection (p - 3)|c|;
+    # c = (1, 2): the channel mean 1.5 p rises with p, so the sign is +: ReLU([-2, -1, 0, 3] sqrt 5)
+    a = rank_one(p, [s * 1.0, s * 2.0])
+    np.testing.assert_allclose(run(methods.eigencam_map, a=a, g=np.zeros_like(a)),
+                               s * np.sqrt(5) * np.array([[0, 0], [0, 3]]), rtol=1e-4, atol=1e-6 * s)
+    # c = (-1, -2): the channel mean falls as p rises, so the sign flips: ReLU(-(p - 3) sqrt 5)
+    a = rank_one(p, [-s, -2.0 * s])
+    np.testing.assert_allclose(run(methods.eigencam_map, a=a, g=np.zeros_like(a)),
+                               s * np.sqrt(5) * np.array([[2, 1], [0, 0]]), rtol=1e-4, atol=1e-6 * s)
+
+
+@pytest.mark.parametrize("s", SCALES)
+def test_eigengradcam_by_hand(s):
+    # g * A = p c^T with p = [[1, 2], [3, 6]] * s and c = (1, 2): as Eigen-CAM of that product
+    a = rank_one([[1.0, 2.0], [3.0, 6.0]], [1.0, 1.0])
+    g = np.ones_like(a) * np.array([1.0, 2.0], np.float32) * s
+    np.testing.assert_allclose(run(methods.eigengradcam_map, a=a, g=g),
+                               s * np.sqrt(5) * np.array([[0, 0], [0, 3]]), rtol=1e-4, atol=1e-6 * s)
+
+
+@pytest.mark.parametrize("s", SCALES)
+def test_eigen_smooth_projects_the_weighted_activations(s):
+    # Grad-CAM's weighted activations alpha_k A^k = (1 A0, 1 A1) for G (alphas 1, 1): with eigen-smooth
+    # the map is the first component of that (h w, 2) matrix, not its sum
+    tf = pytest.importorskip("tensorflow")
+    smooth = methods.method_map("gradcam", eigen=True)
+    out = smooth(tf.constant(A), tf.constant(s * G)).numpy()[0]
+    weighted = (s * A[0]).reshape(4, 2).astype(np.float64)
+    centred = weighted - weighted.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred)
+    projection = centred @ vt[0]
+    if (projection * centred.mean(axis=1)).sum() < 0:
+        projection = -projection
+    np.testing.assert_allclose(out, np.maximum(projection, 0).reshape(2, 2), rtol=1e-4, atol=1e-6 * s)
+    plain = methods.METHODS["gradcam"](tf.constant(A), tf.constant(s * G)).numpy()[0]
+    assert not np.allclose(out, plain)

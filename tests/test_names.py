@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from gradcam import names
 from gradcam.cli import build_parser
-from gradcam.methods import METHODS
+from gradcam.methods import METHODS, PERTURBATION_METHODS
 
 
 def test_method_names_are_the_methods():
-    assert list(names.METHOD_NAMES) == list(METHODS)
+    assert list(names.METHOD_NAMES) == list(METHODS) + list(PERTURBATION_METHODS)
 
 
 def test_cli_offers_exactly_the_known_names():

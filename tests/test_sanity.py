@@ -109,7 +109,7 @@ def test_cli_sanity_pass_fail_and_exit_codes(tmp_path, tiny_model_file, capsys, 
     # built to fail: a "method" whose map is the brightness of the weight-free first layer
     from gradcam import methods
 
-    monkeypatch.setitem(methods.METHODS, "gradcam", lambda a, g: keras().ops.mean(a, axis=-1))
+    monkeypatch.setitem(methods.WEIGHTED, "gradcam", lambda a, g: a)  # the sum of the pixels: no weight
     model = pixel_model_file(tmp_path)
     assert main(["sanity", "--model", str(model), "--layer", "pixels", *map(str, photos), "-o", str(out)]) == 1
     printed = capsys.readouterr().out
