@@ -14,7 +14,7 @@ import numpy as np
 
 from ._tf import import_tf
 from .errors import UsageError
-from .graph import ScoreHead, build_explainer_model, build_guided_model, find_score_head
+from .graph import ScoreHead, build_explainer_model, build_guided_model, find_score_head, scores_and_probabilities
 from .layers import LayerInfo, resolve_layer, token_grid, tokens_to_grid
 from .loading import Classifier, model_input_size, preprocess_function
 from .methods import PERTURBATION_METHODS, guided_gradcam_map, method_map
@@ -152,19 +152,7 @@ class Explainer:
 
     def _scores_and_probabilities(self, raw):
         """Per-class scores (B, C) and probabilities (B, C) from the model's last layer."""
-        tf, _ = import_tf()
-        raw = tf.cast(raw, tf.float32)
-        activation = self.head.activation
-        if self._binary:  # one output: class 1 is the output, class 0 its negation
-            if activation == "none":
-                return tf.concat([1.0 - raw, raw], axis=1), tf.concat([1.0 - raw, raw], axis=1)
-            positive = tf.sigmoid(raw)
-            return tf.concat([-raw, raw], axis=1), tf.concat([1.0 - positive, positive], axis=1)
-        if activation == "softmax":
-            return raw, tf.nn.softmax(raw, axis=-1)
-        if activation == "sigmoid":
-            return raw, tf.sigmoid(raw)
-        return raw, raw
+        return scores_and_probabilities(raw, self.head, self._binary)
 
     def _grid(self, values):
         """Layer output as float32 (B, h, w, K): token layers reshaped to their square grid."""

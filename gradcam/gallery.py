@@ -1,6 +1,6 @@
 """OUTPUT/index.html: a self-contained gallery of every result in an output folder.
 
-Built from manifest.jsonl alone: no network, no JavaScript framework (a few
+Built from the manifests alone (every shard's): no network, no JavaScript framework (a few
 lines of plain JavaScript sort and filter the grid).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .manifest import latest_records
-from .names import GALLERY_NAME, MANIFEST_NAME
+from .names import GALLERY_NAME
 from .render import write_atomic
 
 
@@ -21,7 +21,8 @@ def _caption(record: dict) -> str:
     probability = record.get("probability")
     p = f"{probability:.1%}" if isinstance(probability, (int, float)) else "?"
     rank = f" · top {record['rank']}" if (record.get("rank") or 1) > 1 else ""
-    return f"{name} · {_class_label(record)} ({p}){rank} · {record.get('layer')}"
+    method = f" · {record['method']}" if record.get("method") else ""
+    return f"{name} · {_class_label(record)} ({p}){rank} · {record.get('layer')}{method}"
 
 
 def _class_label(record: dict) -> str:
@@ -80,9 +81,9 @@ cls.onchange=update;sort.onchange=update;
 
 
 def write_gallery(output_dir: Path) -> Path:
-    """Write OUTPUT/index.html from OUTPUT/manifest.jsonl, atomically; returns its path."""
+    """Write OUTPUT/index.html from every manifest in OUTPUT (all shards), atomically; returns its path."""
     output_dir = Path(output_dir)
     path = output_dir / GALLERY_NAME
-    records = latest_records(output_dir / MANIFEST_NAME)
+    records = latest_records(output_dir)
     write_atomic(path, render_gallery(records).encode("utf-8"))
     return path

@@ -52,6 +52,24 @@ def find_score_head(model) -> ScoreHead:
     return ScoreHead(layer, containers, "output", "none")
 
 
+def scores_and_probabilities(raw, head: ScoreHead, binary: bool):
+    """Per-class scores (B, C) and probabilities (B, C) from the model's last layer's output ``raw``
+    (taken before its softmax/sigmoid when ``head`` says so). ``binary`` (one output): class 1 is
+    the output, class 0 its negation."""
+    tf, _ = import_tf()
+    raw = tf.cast(raw, tf.float32)
+    if binary:
+        if head.activation == "none":
+            return tf.concat([1.0 - raw, raw], axis=1), tf.concat([1.0 - raw, raw], axis=1)
+        positive = tf.sigmoid(raw)
+        return tf.concat([-raw, raw], axis=1), tf.concat([1.0 - positive, positive], axis=1)
+    if head.activation == "softmax":
+        return raw, tf.nn.softmax(raw, axis=-1)
+    if head.activation == "sigmoid":
+        return raw, tf.sigmoid(raw)
+    return raw, raw
+
+
 def _call_without_activation(layer, *args, **kwargs):
     """Call ``layer`` on symbolic inputs without its activation.
 
@@ -136,7 +154,8 @@ def build_guided_model(model, head: ScoreHead):
 
     The scores are taken before the final softmax/sigmoid exactly as in
     :func:`build_explainer_model` (``head``), so the guided gradient is
-    d y^c / d x of the pre-softmax score, not of the probability. Separate ReLU layers are replaced by a guided ReLU; layers with a built-in
+    d y^c / d x of the pre-softmax score, not of the probability. Separate ReLU
+    layers are replaced by a guided ReLU; layers with a built-in
     ReLU activation are called as a linear copy (weights copied) followed by
     the guided ReLU. Other activations are left as they are. The caller's
     model is not changed; its other layers are shared.

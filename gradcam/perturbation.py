@@ -1,4 +1,5 @@
-"""Score-CAM and Ablation-CAM: channel weights from the class score of perturbed inputs, batched.
+"""Score-CAM and Ablation-CAM: channel weights from the class score of perturbed inputs, batched;
+and what such a run costs.
 
 Both run one forward pass for the activations and the classes, then about one more per
 channel: the perturbed inputs of one image go through a compiled forward pass in batches
@@ -133,6 +134,18 @@ def _make_ablation_step(explainer):
 
     return tf.function(step, input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32),
                                               tf.TensorSpec((None, channels), tf.float32)])
+
+
+def seconds_per_image(explainer) -> float:
+    """Estimated seconds to explain one image: one timed batch of forward passes (after a traced
+    one) times :meth:`~gradcam.cam.Explainer.passes_per_image`."""
+    import time
+
+    images = np.zeros((explainer.batch_size, *explainer.input_size, 3), np.float32)
+    explainer.predict(images, batch_size=explainer.batch_size)  # trace
+    start = time.perf_counter()
+    explainer.predict(images, batch_size=explainer.batch_size)
+    return (time.perf_counter() - start) / len(images) * explainer.passes_per_image()
 
 
 def _compiled(explainer, name: str, make):

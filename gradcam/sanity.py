@@ -144,6 +144,22 @@ class SanityReport:
     def passed(self) -> bool:
         return self.final_correlation < self.threshold
 
+    def lines(self) -> list[str]:
+        """The report as text: what was done, one line per step, and the verdict."""
+        lines = [f"Model-randomisation test (Adebayo et al., 2018) on {len(self.inputs)} image(s), layer "
+                 f"{self.layer}, method {self.method}. Spearman rank correlation of each heatmap with the "
+                 "original, as the layers are re-initialised from the top down:"]
+        lines += [f"  {number:3d}. up to {step.layer:<40} {step.rank_correlation:+.3f}"
+                  for number, step in enumerate(self.steps, 1)]
+        final = self.final_correlation
+        if self.passed:
+            lines.append(f"PASS: the heatmaps change as the weights are destroyed (rank correlation {final:+.2f} "
+                         "once every layer is random), so they depend on what the model learned.")
+        else:
+            lines.append(f"FAIL: the heatmaps stay similar (rank correlation {final:+.2f}) even with every layer "
+                         "random, so they show the image or the architecture more than what the model learned.")
+        return lines
+
     def as_dict(self) -> dict:
         return {"layer": self.layer, "method": self.method, "inputs": self.inputs,
                 "class_index": self.class_index, "passed": self.passed, "threshold": self.threshold,

@@ -157,3 +157,17 @@ def test_import_exports_without_tensorflow():
     assert done.stdout.strip() == "ok", done.stderr
     assert set(gradcam.__all__) >= {"explain", "Explanation", "run", "RunOptions", "faithfulness_scores",
                                     "sanity_check"}
+
+
+def test_every_method_and_smoothing_through_the_api(tmp_path, model):
+    from gradcam.names import METHOD_NAMES
+
+    photo = load_image(write_photo(tmp_path / "p.png", size=(45, 33), seed=10))
+    for method in METHOD_NAMES:
+        result = explain(model, photo, method=method, batch_size=16)
+        assert result.method == method and result.heatmap.shape == (33, 45)
+        assert np.isfinite(result.heatmap).all()
+    smooth = explain(model, photo, aug_smooth=True, eigen_smooth=True)
+    explainer = Explainer(model, aug_smooth=True, eigen_smooth=True)
+    cams = explainer.explain_batch(resize_for_model(photo, (32, 32))[None]).cams
+    np.testing.assert_allclose(smooth.heatmap, heatmap_at(cams[0], (33, 45))[0], atol=1e-5)

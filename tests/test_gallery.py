@@ -18,8 +18,9 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 
 def test_class_zero_is_shown_and_filterable():
     records = [{"input": "z.jpg", "status": "ok", "class_name": None, "class_index": 0, "probability": 0.5,
-                "overlay": "z.jpg.png", "rank": 1, "layer": "l"}]
+                "overlay": "z.jpg.png", "rank": 1, "layer": "l", "method": "scorecam"}]
     page = render_gallery(records)
+    assert "z.jpg · 0 (50.0%) · l · scorecam" in page
     assert 'data-class="0"' in page and '<option value="0">0</option>' in page and "z.jpg · 0 (50.0%)" in page
 
 

@@ -110,8 +110,9 @@ def test_select_channels_by_spread():
 
 @pytest.mark.parametrize("max_channels", [None, 3])
 def test_scorecam_equals_tf_keras_vis(max_channels):
-    pytest.importorskip("tf_keras_vis")
-    from tf_keras_vis.scorecam import Scorecam
+    from tf_keras_vis.scorecam import (
+        Scorecam,  # in the test extra: an independent implementation
+    )
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
@@ -129,3 +130,33 @@ def test_scorecam_equals_tf_keras_vis(max_channels):
         theirs = np.asarray(theirs)[0]
         assert theirs.max() > 0
         np.testing.assert_allclose(ours[i], theirs, rtol=1e-3, atol=1e-5 * theirs.max())
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "eigencam"])
+def test_nested_model_equals_unnested(method):
+    from conftest import nested_and_flat
+
+    nested, flat = nested_and_flat()
+    images = np.random.default_rng(44).uniform(0, 255, (2, 24, 24, 3)).astype(np.float32)
+    a = Explainer(nested, layer="base/c2", method=method).explain_batch(images, 1)
+    b = Explainer(flat, layer="c2", method=method).explain_batch(images, 1)
+    assert a.cams.max() > 0
+    np.testing.assert_allclose(a.cams, b.cams, rtol=1e-4, atol=1e-6 * a.cams.max())
+
+
+def test_sanity_check_runs_the_same_method_and_options():
+    from gradcam.sanity import cascading_randomization
+
+    model = build_tiny_model(seed=45)
+    images = np.random.default_rng(45).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    explainer = Explainer(model, method="scorecam", max_channels=4)
+    made = []
+
+    def factory(m):
+        made.append(explainer.with_model(explainer.classifier.__class__(m, "copy", (32, 32))))
+        return made[-1]
+
+    original, steps = cascading_randomization(factory, model, images, np.array([0, 1]))
+    assert all(e.method == "scorecam" and e.max_channels == 4 for e in made)
+    np.testing.assert_allclose(original, explainer.explain_batch(images, [0, 1]).cams, rtol=1e-5)
+    assert np.isfinite([s.rank_correlation for s in steps]).all()
