@@ -12,104 +12,42 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from .arguments import SUBCOMMANDS, build_parser, check_options
 from .errors import GradcamError, UsageError
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from .names import (
-    ARCHITECTURES,
-    GALLERY_NAME,
-    MANIFEST_NAME,
-    METHOD_NAMES,
-    SANITY_REPORT_NAME,
-)
+from .names import GALLERY_NAME, MANIFEST_NAME, SANITY_REPORT_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-SUBCOMMANDS = {
-    "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
-                "(Petsiuk et al., 2018) and average drop (Chattopadhay et al., 2018).",
-    "sanity": "Model-randomisation sanity check (Adebayo et al., 2018): re-initialise the model's layers "
-              "from the top down and report how much the heatmaps change.",
-}
+def status_main(argv: list[str]) -> int:
+    """``gradcam status OUTPUT``: counts per shard; exit 1 while a shard has failures or is missing."""
+    parser = argparse.ArgumentParser(prog="gradcam status", description=(
+        "Counts of explained, skipped and failed inputs in every manifest of an output folder (one per "
+        "--shard), and the shards that have written nothing. Exit status: 0 complete, 1 failures or "
+        "missing shards, 2 no such folder or no manifest."))
+    parser.add_argument("output", metavar="OUTPUT", help="an output folder")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    from .status import folder_status
 
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gradcam" + (f" {command}" if command else ""),
-        description=SUBCOMMANDS.get(command) or (
-            "Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos. "
-            "Also: 'gradcam evaluate INPUT...' (faithfulness scores) and 'gradcam sanity INPUT...' "
-            "(model-randomisation test)."),
-        epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case); hidden files "
-                "and other files are ignored. Exit status: 0 all explained, 1 some input failed or the "
-                "model could not be loaded, 2 wrong arguments, 130 interrupted."),
-    )
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders")
-    parser.add_argument("--version", action="version", version=f"gradcam {__version__}")
-    parser.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
-    parser.add_argument("-o", "--output", default="gradcam_output", metavar="DIR",
-                        help="output folder (default: %(default)s)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="vgg19", metavar="NAME|PATH",
-                       help=f"{', '.join(ARCHITECTURES)}, or a saved .keras/.h5 model (default: %(default)s)")
-    model.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
-                       help="imagenet (downloaded and cached by Keras on first use), a local weights file "
-                            "(.h5 or .weights.h5) for offline use, or random (untrained, for testing)")
-    model.add_argument("--preprocess", default=None, metavar="NAME",
-                       help="keras.applications preprocessing family (vgg19, resnet, ...) or none; "
-                            "default: the architecture's own, none for model files")
-    model.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
-    explain = parser.add_argument_group("explanation")
-    explain.add_argument("--layer", default=None, metavar="NAME",
-                         help="layer to explain, by name or nested path (default: the last convolutional "
-                              "feature map, e.g. block5_conv4 for VGG19)")
-    explain.add_argument("--list-layers", action="store_true", help="list the layers that can be explained and exit")
-    classes = explain.add_mutually_exclusive_group()
-    classes.add_argument("--class-index", type=int, default=None, metavar="N",
-                         help="explain class N instead of the top-1 prediction")
-    classes.add_argument("--class", dest="class_name", default=None, metavar="NAME",
-                         help="explain the class with this name (ImageNet names, or --labels names)")
-    classes.add_argument("--top-k", type=int, default=1, metavar="K",
-                         help="one heatmap for each of the K most probable classes (files NAME.top1.png ...)")
-    explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
-    explain.add_argument("--eigen-smooth", action="store_true",
-                         help="the first principal component of the weighted activations instead of their sum")
-    explain.add_argument("--aug-smooth", action="store_true",
-                         help="average the maps over horizontal flip x brightness 1.0/1.1/0.9 (6x the cost)")
-    explain.add_argument("--max-channels", type=int, default=None, metavar="N",
-                         help="scorecam/ablationcam: use only the N channels of largest activation variance "
-                              "(Faster Score-CAM); default: all")
-    explain.add_argument("--extra-tokens", type=int, default=None, metavar="K",
-                         help="transformer layers: the K leading tokens that are not image patches (class, "
-                              "distillation); default: detected as the K that leaves a square grid")
-    output = parser.add_argument_group("output")
-    output.add_argument("--alpha", type=float, default=0.4, metavar="A",
-                        help="opacity of the heatmap over the photo, 0-1 (default: %(default)s)")
-    output.add_argument("--colormap", default="jet", metavar="NAME", help="matplotlib colormap (default: %(default)s)")
-    output.add_argument("--save-npy", action="store_true",
-                        help="also write the heatmap at the photo's size as float32 .npy in [0, 1]")
-    output.add_argument("--panel", action="store_true",
-                        help="save the photo and the overlay side by side, titled with class, probability, "
-                             "layer and method, instead of the bare overlay")
-    output.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
-    scores = parser.add_argument_group("faithfulness (gradcam evaluate)")
-    scores.add_argument("--evaluate", action="store_true", default=command == "evaluate",
-                        help="also compute deletion/insertion AUC and average drop for each heatmap")
-    scores.add_argument("--steps", type=int, default=20, metavar="N",
-                        help="deletion/insertion steps (default: %(default)s)")
-    scores.add_argument("--plot", action="store_true", help="save the deletion/insertion curves as NAME.curves.png")
-    run = parser.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: %(default)s)")
-    run.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                     help="refuse images with more pixels than this (default: %(default)s)")
-    run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
-    return parser
+    if not Path(args.output).is_dir():
+        print(f"gradcam: error: no such folder: {args.output}", file=sys.stderr)
+        return EXIT_USAGE
+    status = folder_status(Path(args.output))
+    if not status.manifests:
+        print(f"gradcam: error: no manifest in {args.output}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(status.lines()))
+    return EXIT_OK if status.complete else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "status":
+        return status_main(argv[1:])
     command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(command)
     try:
@@ -139,27 +77,6 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    if not 0.0 <= args.alpha <= 1.0:
-        raise UsageError(f"--alpha must be between 0 and 1, not {args.alpha}")
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, not {args.steps}")
-    if args.top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
-    if args.max_channels is not None and args.max_channels < 1:
-        raise UsageError(f"--max-channels must be at least 1, not {args.max_channels}")
-    if args.extra_tokens is not None and args.extra_tokens < 0:
-        raise UsageError(f"--extra-tokens cannot be negative, not {args.extra_tokens}")
-    if args.max_pixels < 1:
-        raise UsageError(f"--max-pixels must be at least 1, not {args.max_pixels}")
-    if args.class_index is not None and args.class_index < 0:
-        raise UsageError(f"class index {args.class_index} is out of range: it cannot be negative")
-    from .render import get_colormap
-    get_colormap(args.colormap)
-
-
 def _run(args: argparse.Namespace) -> int:
     from .layers import describe_layers
     from .loading import load_classifier
@@ -171,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.inputs:
         raise UsageError("no input given: name image files or folders (see gradcam --help)")
-    _check_options(args)
+    check_options(args)
 
     from .images import discover_inputs
     from .pipeline import RunOptions, prepare_output_dir
@@ -211,34 +128,23 @@ def _run(args: argparse.Namespace) -> int:
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
                          evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
-                         max_pixels=args.max_pixels)
+                         max_pixels=args.max_pixels, shard=args.shard)
     folders = any(Path(p).is_dir() for p in args.inputs)
     summary = _run_with_progress(explainer, items, options, show_each=not folders)
-    return _report(summary, output_dir)
+    return _report(summary, output_dir, sharded=args.shard is not None)
 
 
 def _estimate_cost(explainer, count: int) -> None:
-    """Before a long run (Score-CAM, Ablation-CAM, aug-smooth): time one forward pass, say what it will take."""
+    """Before a long run (Score-CAM, Ablation-CAM, aug-smooth), say what it will take."""
     passes = explainer.passes_per_image()
-    if passes <= 1:
-        return
-    import time
+    if passes > 1:
+        from .perturbation import seconds_per_image
 
-    import numpy as np
-
-    images = np.zeros((explainer.batch_size, *explainer.input_size, 3), np.float32)
-    explainer.predict(images[:1])  # trace
-    start = time.perf_counter()
-    explainer.predict(images, batch_size=explainer.batch_size)
-    per_pass = (time.perf_counter() - start) / len(images)
-    seconds = per_pass * passes
-    print(f"gradcam: {_method_label(explainer)} needs about {passes} forward passes per image: about "
-          f"{_duration(seconds)} per image, {_duration(seconds * count)} for {count} image(s) on this machine")
-
-
-def _method_label(explainer) -> str:
-    extras = [name for name in ("eigen_smooth", "aug_smooth") if getattr(explainer, name)]
-    return explainer.method + "".join(f" --{name.replace('_', '-')}" for name in extras)
+        seconds = seconds_per_image(explainer)
+        smooth = "".join(f" --{name}" for name in ("eigen-smooth", "aug-smooth")
+                         if getattr(explainer, name.replace("-", "_")))
+        print(f"gradcam: {explainer.method}{smooth} needs about {passes} forward passes per image: about "
+              f"{_duration(seconds)} per image, {_duration(seconds * count)} for {count} image(s) on this machine")
 
 
 def _duration(seconds: float) -> str:
@@ -307,24 +213,20 @@ def _sanity(explainer, items, args, output_dir: Path) -> int:
     report = sanity_check(explainer, items, args.class_index, args.max_pixels)
     for path, reason in report.failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    print(f"Model-randomisation test (Adebayo et al., 2018) on {len(report.inputs)} image(s), layer "
-          f"{report.layer}, method {report.method}. Spearman rank correlation of each heatmap with the "
-          "original, as the layers are re-initialised from the top down:")
-    for number, step in enumerate(report.steps, 1):
-        print(f"  {number:3d}. up to {step.layer:<40} {step.rank_correlation:+.3f}")
-    final = report.final_correlation
-    if report.passed:
-        print(f"PASS: the heatmaps change as the weights are destroyed (rank correlation {final:+.2f} once "
-              "every layer is random), so they depend on what the model learned.")
-    else:
-        print(f"FAIL: the heatmaps stay similar (rank correlation {final:+.2f}) even with every layer random, "
-              "so they show the image or the architecture more than what the model learned.")
+    print("\n".join(report.lines()))
     write_atomic(output_dir / SANITY_REPORT_NAME, json.dumps(report.as_dict(), indent=2).encode("utf-8"))
     print(f"gradcam: report in {output_dir}/{SANITY_REPORT_NAME}")
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _report(summary, output_dir: Path) -> int:
+def _print_means(label: str, means: dict[str, float]) -> None:
+    if means:
+        print(f"gradcam: {label}: " + ", ".join(f"{key.replace('_', ' ')} {value:.3f}"
+                                                 + ("%" if key == "average_drop" else "")
+                                                 for key, value in means.items()))
+
+
+def _report(summary, output_dir: Path, sharded: bool = False) -> int:
     if summary.failures and summary.failed <= 20 and summary.total > 1:
         for path, reason in summary.failures:
             print(f"failed: {path}: {reason}", file=sys.stderr)
@@ -334,13 +236,19 @@ def _report(summary, output_dir: Path) -> int:
         why = ", ".join(f"{reason} ({count})" if count != summary.redone else reason
                         for reason, count in summary.redo_reasons.most_common())
         redone = f" ({summary.redone} redone: outputs existed, made with other settings or incomplete: {why})"
+    manifest = "manifest.shard-*.jsonl" if sharded else MANIFEST_NAME
     print(f"gradcam: {summary.explained} explained{redone}, {summary.skipped} skipped, {summary.failed} failed"
-          f"{stopped}; outputs in {output_dir}/ ({MANIFEST_NAME}, {GALLERY_NAME})")
-    means = summary.means()
-    if means:
-        print("gradcam: faithfulness means: " + ", ".join(
-            f"{key.replace('_', ' ')} {value:.3f}" + ("%" if key == "average_drop" else "")
-            for key, value in means.items()))
+          f"{stopped}; outputs in {output_dir}/ ({manifest}, {GALLERY_NAME})")
+    _print_means("faithfulness means", summary.means())
+    if sharded:  # the folder as a whole, every shard's manifest read
+        from .status import faithfulness_means, folder_status
+
+        status = folder_status(output_dir)
+        ok, skipped, failed = status.totals()
+        missing = ", ".join(f"{i}/{n}" for i, n in status.missing)
+        print(f"gradcam: all shards in {output_dir}: {ok} explained, {skipped} skipped, {failed} failed"
+              + (f"; no manifest yet from shard(s) {missing}" if missing else ""))
+        _print_means("faithfulness means over all shards", faithfulness_means(output_dir))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,5 +1,6 @@
-"""OUTPUT/manifest.jsonl: one JSON record per output, appended as outputs finish; the settings a
-record carries; reading records back for resume and the gallery.
+"""OUTPUT/manifest.jsonl (or one manifest per shard): one JSON record per output, appended as outputs
+finish, one locked write per line; the settings a record carries; reading every manifest of a folder
+back for resume, the gallery and ``gradcam status``.
 
 Imports nothing heavy (the gallery, the CLI and resume all read it).
 """
@@ -8,15 +9,54 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
-from .names import MANIFEST_NAME
+from .names import MANIFEST_NAME, SHARD_MANIFEST_PATTERN
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one write per line is still one append
+    fcntl = None
+
+_SHARD_FILE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.jsonl$")
 
 
-def read_records(manifest_path: Path) -> list[dict]:
-    """Every record of a manifest in order; a line cut short by a kill is left out."""
+def manifest_name(shard: tuple[int, int] | None = None) -> str:
+    """``manifest.jsonl``, or ``manifest.shard-I-of-N.jsonl`` for shard (I, N)."""
+    return MANIFEST_NAME if shard is None else SHARD_MANIFEST_PATTERN.format(index=shard[0], count=shard[1])
+
+
+def manifest_paths(output_dir: Path) -> list[Path]:
+    """Every manifest in ``output_dir``: manifest.jsonl first, then the shards' in (N, I) order."""
+    output_dir = Path(output_dir)
+    shards = []
     try:
-        lines = Path(manifest_path).read_text(encoding="utf-8").splitlines()
+        for entry in os.scandir(output_dir):
+            match = _SHARD_FILE.match(entry.name)
+            if match:
+                shards.append(((int(match.group(2)), int(match.group(1))), Path(entry.path)))
+    except OSError:
+        return []
+    main = [output_dir / MANIFEST_NAME] if (output_dir / MANIFEST_NAME).is_file() else []
+    return main + [path for _, path in sorted(shards)]
+
+
+def shard_of_manifest(path: Path) -> tuple[int, int] | None:
+    """(I, N) of a shard manifest's file name, None for manifest.jsonl."""
+    match = _SHARD_FILE.match(Path(path).name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def read_records(source: Path) -> list[dict]:
+    """Every record of a manifest file in order, or of every manifest of a folder (ordered by the runs'
+    start times, file order within a run); a line cut short by a kill is left out."""
+    source = Path(source)
+    if source.is_dir():
+        records = [record for path in manifest_paths(source) for record in read_records(path)]
+        return sorted(records, key=lambda record: str(record.get("run") or ""))
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
     records = []
@@ -30,10 +70,11 @@ def read_records(manifest_path: Path) -> list[dict]:
     return records
 
 
-def latest_records(manifest_path: Path) -> list[dict]:
-    """The newest record per (input, rank); a later "skipped" keeps the earlier result it skipped."""
+def latest_records(source: Path) -> list[dict]:
+    """The newest record per (input, rank) in a manifest or a folder's manifests; a later "skipped"
+    keeps the earlier result it skipped."""
     latest: dict[tuple, dict] = {}
-    for record in read_records(manifest_path):
+    for record in read_records(source):
         key = (record.get("input"), record.get("rank") or 1)
         earlier = latest.get(key)
         if record.get("status") == "skipped" and earlier and earlier.get("status") == "ok":
@@ -42,11 +83,12 @@ def latest_records(manifest_path: Path) -> list[dict]:
     return list(latest.values())
 
 
-def settings_by_output(manifest_path: Path) -> dict[str, dict]:
+def settings_by_output(source: Path) -> dict[str, dict]:
     """Overlay path (relative to OUTPUT) -> the settings recorded by the newest record that made or
-    kept it ("ok" or "skipped"); outputs recorded without settings are left out."""
+    kept it ("ok" or "skipped"), in a manifest or a folder's manifests; outputs recorded without
+    settings are left out."""
     found: dict[str, dict] = {}
-    for record in read_records(manifest_path):
+    for record in read_records(source):
         if record.get("status") in ("ok", "skipped") and record.get("overlay"):
             settings = record.get("settings")
             if isinstance(settings, dict):
@@ -105,20 +147,32 @@ def _file_identity(name: str | None) -> str | None:
 
 
 class ManifestWriter:
-    """Appends one JSON line per record to OUTPUT/manifest.jsonl, each written and flushed at once."""
+    """Appends one JSON line per record to a manifest in the output folder.
 
-    def __init__(self, output_dir: Path):
+    Each line is one ``write`` on a file opened for appending, under an exclusive ``flock``, so two
+    processes writing into the same manifest never interleave or cut each other's lines.
+    """
+
+    def __init__(self, output_dir: Path, name: str = MANIFEST_NAME):
         self.output_dir = Path(output_dir).resolve()
-        self.path = self.output_dir / MANIFEST_NAME
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.path = self.output_dir / name
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def relative(self, path: Path | None) -> str | None:
         """``path`` relative to the output folder, POSIX style (None stays None)."""
         return None if path is None else Path(path).relative_to(self.output_dir).as_posix()
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        finally:
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)

@@ -49,6 +49,8 @@ PREPROCESS_FAMILIES: tuple[str, ...] = (
 
 #: Files every run writes into the output folder.
 MANIFEST_NAME = "manifest.jsonl"
+#: the manifest of shard I of N (``--shard I/N``): one file per shard, so shards never share one
+SHARD_MANIFEST_PATTERN = "manifest.shard-{index}-of-{count}.jsonl"
 GALLERY_NAME = "index.html"
 SANITY_REPORT_NAME = "sanity.json"
 

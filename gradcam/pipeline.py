@@ -7,6 +7,7 @@ decode pool (Pillow) -> batches -> one compiled step per batch (main thread)
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,12 +27,12 @@ from .manifest import (
     changed_settings,
     new_record,
     run_settings,
+    manifest_name,
     settings_by_output,
 )
-from .names import MANIFEST_NAME
 from .render import panel_title, render_outputs
 
-__all__ = ["RunOptions", "Summary", "output_paths", "prepare_output_dir", "run"]
+__all__ = ["RunOptions", "Summary", "output_paths", "prepare_output_dir", "run", "select_shard", "shard_of"]
 
 
 @dataclass
@@ -51,6 +52,8 @@ class RunOptions:
     steps: int = 20
     plot: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
+    write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
 
 
@@ -73,6 +76,20 @@ class Summary:
     metrics: dict[str, list[float]] = field(default_factory=dict)
     redo_reasons: collections.Counter = field(default_factory=collections.Counter)
 
+    def count(self, record: dict) -> None:
+        """Count one manifest record: inputs explained and skipped at their first rank only; every error."""
+        status, first = record["status"], record.get("rank") in (None, 1)
+        if status == "ok":
+            self.explained += first
+            for key in ("deletion_auc", "insertion_auc", "average_drop"):
+                if record.get(key) is not None:
+                    self.metrics.setdefault(key, []).append(record[key])
+        elif status == "skipped":
+            self.skipped += first
+        else:
+            self.failed += 1
+            self.failures.append((record["input"], record["error"]))
+
     def means(self) -> dict[str, float]:
         """Mean of each faithfulness score over the explained records."""
         return {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
@@ -93,6 +110,22 @@ def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int =
     if root not in overlay_path.parents:
         raise OutputError(f"output for {item.path} would leave the output folder")
     return overlay_path, overlay_path.with_suffix(".npy")
+
+
+def shard_of(relative: str, count: int) -> int:
+    """The shard (0 <= shard < count) of an input, from a stable hash of its relative output name: the
+    same on every machine and Python, and adding files never moves the others."""
+    digest = hashlib.sha256(relative.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def select_shard(items: Iterable[InputImage], shard: tuple[int, int] | None) -> list[InputImage]:
+    """The inputs of shard (I, N); all of them for None."""
+    items = list(items)
+    if shard is None:
+        return items
+    index, count = shard
+    return [item for item in items if shard_of(item.relative, count) == index]
 
 
 def prepare_output_dir(output_dir: Path) -> None:
@@ -135,8 +168,10 @@ class _FolderRun:
         self.settings = run_settings(explainer, options)
         self.common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
         prepare_output_dir(options.output_dir)
-        self.previous = {} if options.overwrite else settings_by_output(Path(options.output_dir) / MANIFEST_NAME)
-        self.manifest = ManifestWriter(options.output_dir)
+        self.previous = {} if options.overwrite else settings_by_output(Path(options.output_dir))
+        self.manifest = ManifestWriter(options.output_dir, manifest_name(options.shard)) \
+            if options.write_manifest else None
+        self.root = Path(options.output_dir).resolve()
         self.decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-decode")
         self.render_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-render")
         self.decoding: collections.deque[tuple[InputImage, Future]] = collections.deque()
@@ -145,22 +180,16 @@ class _FolderRun:
 
     # -- records
     def _emit(self, record: dict) -> None:
-        """Count a record in the summary (inputs: explained and skipped only at their first rank;
-        every error counts), append it to the manifest and pass it to ``on_record``."""
-        status, first, summary = record["status"], record["rank"] in (None, 1), self.summary
-        if status == "ok":
-            summary.explained += first
-            for key in ("deletion_auc", "insertion_auc", "average_drop"):
-                if record.get(key) is not None:
-                    summary.metrics.setdefault(key, []).append(record[key])
-        elif status == "skipped":
-            summary.skipped += first
-        else:
-            summary.failed += 1
-            summary.failures.append((record["input"], record["error"]))
-        self.manifest.write(record)
+        """Count a record in the summary, append it to the manifest and pass it to ``on_record``."""
+        self.summary.count(record)
+        if self.manifest is not None:
+            self.manifest.write(record)
         if self.on_record is not None:
             self.on_record(record)
+
+    def _relative(self, path: Path | None) -> str | None:
+        """``path`` relative to the output folder, POSIX style (None stays None)."""
+        return None if path is None else Path(path).relative_to(self.root).as_posix()
 
     def _error(self, item: InputImage, message: str, rank: int | None = None) -> None:
         self._emit(new_record(item.path, "error", self.run_id, error=message, rank=rank, settings=self.settings,
@@ -176,12 +205,13 @@ class _FolderRun:
                   for path in [overlay_path] + ([npy_path] if options.save_npy else [])]
         existing = [path.exists() for path in wanted]
         if not options.overwrite and any(existing):
-            reasons = self._redo_reasons([self.manifest.relative(overlay_path) for overlay_path, _ in ranked])
+            reasons = self._redo_reasons([self._relative(overlay_path) for overlay_path, _ in ranked])
             if all(existing) and not reasons:
                 for k, (overlay_path, npy_path) in enumerate(ranked):
-                    self._emit(new_record(item.path, "skipped", self.run_id, overlay=self.manifest.relative(overlay_path),
-                                       heatmap=self.manifest.relative(npy_path) if options.save_npy else None,
-                                       rank=k + 1, settings=self.settings, **self.common))
+                    self._emit(new_record(item.path, "skipped", self.run_id,
+                                          overlay=self._relative(overlay_path),
+                                          heatmap=self._relative(npy_path) if options.save_npy else None,
+                                          rank=k + 1, settings=self.settings, **self.common))
                 return
             self.summary.redone += 1
             self.summary.redo_reasons.update(reasons or ["some outputs missing"])
@@ -236,7 +266,7 @@ class _FolderRun:
     # -- stage 4: outputs
     def _render(self, entry: _Decoded, cam: np.ndarray, class_index: int, probability: float, rank: int) -> None:
         """Check one map, score it when asked, and queue its outputs for writing."""
-        options, explainer, manifest = self.options, self.explainer, self.manifest
+        options, explainer = self.options, self.explainer
         try:
             check_finite(cam)
         except HeatmapError as exc:
@@ -245,8 +275,8 @@ class _FolderRun:
         overlay_path, npy_path = output_paths(entry.item, options.output_dir, rank, options.top_k)
         npy_path = npy_path if options.save_npy else None
         values = dict(self.common, class_index=class_index, class_name=explainer.class_name(class_index),
-                      probability=probability, rank=rank, overlay=manifest.relative(overlay_path),
-                      heatmap=manifest.relative(npy_path), settings=self.settings)
+                      probability=probability, rank=rank, overlay=self._relative(overlay_path),
+                      heatmap=self._relative(npy_path), settings=self.settings)
         curves = None
         if options.evaluate:
             scores = faithfulness_scores(explainer.predict, entry.model_input, heatmap_at(cam, explainer.input_size)[0],
@@ -254,7 +284,7 @@ class _FolderRun:
             values.update(scores.as_record())
             if options.plot:
                 curves_path = overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
-                values["curves"] = manifest.relative(curves_path)
+                values["curves"] = self._relative(curves_path)
                 curves = (curves_path, scores, panel_title(values))
         title = panel_title(values) if options.panel else None
         future = self.render_pool.submit(render_outputs, entry.photo, cam, overlay_path, npy_path,
@@ -292,18 +322,20 @@ class _FolderRun:
     def close(self) -> None:
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self.render_pool.shutdown(wait=not self.summary.interrupted, cancel_futures=True)
-        self.manifest.close()
-        write_gallery(self.options.output_dir)
+        if self.manifest is not None:
+            self.manifest.close()
+            write_gallery(self.options.output_dir)
 
 
 def run(explainer, items: Iterable[InputImage], options: RunOptions,
         on_record: Callable[[dict], None] | None = None) -> Summary:
     """Explain every input, writing outputs and manifest lines as they finish.
 
-    A KeyboardInterrupt stops the run cleanly: finished work is in the
+    With ``options.shard`` = (I, N) only the inputs of shard I are explained, and the records go to
+    that shard's manifest. A KeyboardInterrupt stops the run cleanly: finished work is in the
     manifest and ``Summary.interrupted`` is set.
     """
-    items = list(items)
+    items = select_shard(items, options.shard)
     folder_run = _FolderRun(explainer, options, on_record, len(items))
     try:
         for item in items:

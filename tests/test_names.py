@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gradcam import names
-from gradcam.cli import build_parser
+from gradcam.arguments import build_parser
 from gradcam.methods import METHODS, PERTURBATION_METHODS
 
 

@@ -1,0 +1,131 @@
+"""The command line's arguments: the parser of each subcommand, and the checks argparse cannot make.
+
+Imports only the standard library and light modules, so ``gradcam --help`` answers without TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+
+from . import __version__
+from .errors import UsageError
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from .names import ARCHITECTURES, METHOD_NAMES
+
+SUBCOMMANDS = {
+    "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
+                "(Petsiuk et al., 2018) and average drop (Chattopadhay et al., 2018).",
+    "sanity": "Model-randomisation sanity check (Adebayo et al., 2018): re-initialise the model's layers "
+              "from the top down and report how much the heatmaps change.",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcam" + (f" {command}" if command else ""),
+        description=SUBCOMMANDS.get(command) or (
+            "Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos. "
+            "Also: 'gradcam evaluate INPUT...' (faithfulness scores), 'gradcam sanity INPUT...' "
+            "(model-randomisation test) and 'gradcam status OUTPUT' (progress of sharded runs)."),
+        epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case); hidden files "
+                "and other files are ignored. Exit status: 0 all explained, 1 some input failed or the "
+                "model could not be loaded, 2 wrong arguments, 130 interrupted."),
+    )
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders")
+    parser.add_argument("--version", action="version", version=f"gradcam {__version__}")
+    parser.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+    parser.add_argument("-o", "--output", default="gradcam_output", metavar="DIR",
+                        help="output folder (default: %(default)s)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="vgg19", metavar="NAME|PATH",
+                       help=f"{', '.join(ARCHITECTURES)}, or a saved .keras/.h5 model (default: %(default)s)")
+    model.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
+                       help="imagenet (downloaded and cached by Keras on first use), a local weights file "
+                            "(.h5 or .weights.h5) for offline use, or random (untrained, for testing)")
+    model.add_argument("--preprocess", default=None, metavar="NAME",
+                       help="keras.applications preprocessing family (vgg19, resnet, ...) or none; "
+                            "default: the architecture's own, none for model files")
+    model.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line")
+    explain = parser.add_argument_group("explanation")
+    explain.add_argument("--layer", default=None, metavar="NAME",
+                         help="layer to explain, by name or nested path (default: the last convolutional "
+                              "feature map, e.g. block5_conv4 for VGG19)")
+    explain.add_argument("--list-layers", action="store_true", help="list the layers that can be explained and exit")
+    classes = explain.add_mutually_exclusive_group()
+    classes.add_argument("--class-index", type=int, default=None, metavar="N",
+                         help="explain class N instead of the top-1 prediction")
+    classes.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                         help="explain the class with this name (ImageNet names, or --labels names)")
+    classes.add_argument("--top-k", type=int, default=1, metavar="K",
+                         help="one heatmap for each of the K most probable classes (files NAME.top1.png ...)")
+    explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
+    explain.add_argument("--eigen-smooth", action="store_true",
+                         help="the first principal component of the weighted activations instead of their sum")
+    explain.add_argument("--aug-smooth", action="store_true",
+                         help="average the maps over horizontal flip x brightness 1.0/1.1/0.9 (6x the cost)")
+    explain.add_argument("--max-channels", type=int, default=None, metavar="N",
+                         help="scorecam/ablationcam: use only the N channels of largest activation variance "
+                              "(Faster Score-CAM); default: all")
+    explain.add_argument("--extra-tokens", type=int, default=None, metavar="K",
+                         help="transformer layers: the K leading tokens that are not image patches (class, "
+                              "distillation); default: detected as the K that leaves a square grid")
+    output = parser.add_argument_group("output")
+    output.add_argument("--alpha", type=float, default=0.4, metavar="A",
+                        help="opacity of the heatmap over the photo, 0-1 (default: %(default)s)")
+    output.add_argument("--colormap", default="jet", metavar="NAME", help="matplotlib colormap (default: %(default)s)")
+    output.add_argument("--save-npy", action="store_true",
+                        help="also write the heatmap at the photo's size as float32 .npy in [0, 1]")
+    output.add_argument("--panel", action="store_true",
+                        help="save the photo and the overlay side by side, titled with class, probability, "
+                             "layer and method, instead of the bare overlay")
+    output.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    scores = parser.add_argument_group("faithfulness (gradcam evaluate)")
+    scores.add_argument("--evaluate", action="store_true", default=command == "evaluate",
+                        help="also compute deletion/insertion AUC and average drop for each heatmap")
+    scores.add_argument("--steps", type=int, default=20, metavar="N",
+                        help="deletion/insertion steps (default: %(default)s)")
+    scores.add_argument("--plot", action="store_true", help="save the deletion/insertion curves as NAME.curves.png")
+    run = parser.add_argument_group("run")
+    run.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: %(default)s)")
+    run.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                     help="refuse images with more pixels than this (default: %(default)s)")
+    run.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                     help="explain only shard I of N (0 <= I < N), chosen by a stable hash of each input's path, "
+                          "into OUTPUT/manifest.shard-I-of-N.jsonl: for job arrays (see 'gradcam status')")
+    run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
+    return parser
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N; anything else is a usage error."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 0 <= I < N (e.g. 0/4)")
+    return int(index), int(count)
+
+
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Values argparse cannot check alone.
+
+    Raises:
+        UsageError: the first wrong value.
+    """
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be between 0 and 1, not {args.alpha}")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, not {args.steps}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.max_channels is not None and args.max_channels < 1:
+        raise UsageError(f"--max-channels must be at least 1, not {args.max_channels}")
+    if args.extra_tokens is not None and args.extra_tokens < 0:
+        raise UsageError(f"--extra-tokens cannot be negative, not {args.extra_tokens}")
+    if args.max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, not {args.max_pixels}")
+    if args.class_index is not None and args.class_index < 0:
+        raise UsageError(f"class index {args.class_index} is out of range: it cannot be negative")
+    from .render import get_colormap
+    get_colormap(args.colormap)

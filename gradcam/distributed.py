@@ -1,0 +1,109 @@
+"""The folder run on a Ray cluster with Ray Data: one explainer per actor, outputs written by the
+actors into the shared output folder, the manifest and the gallery by the driver.
+
+Ray is an optional extra (``pip install "gradcam[ray]"``); nothing here imports it until a run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import UsageError
+from .images import InputImage
+from .manifest import ManifestWriter, manifest_name
+from .pipeline import RunOptions, Summary, prepare_output_dir, select_shard
+
+
+def import_ray():
+    """Ray, or a UsageError that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError('--ray needs Ray: pip install "gradcam[ray]"') from None
+    return ray
+
+
+class ExplainWorker:
+    """A Ray actor: builds one Explainer when it starts, then explains batches of inputs.
+
+    ``__call__`` takes a batch {"path": [...], "relative": [...]} and returns {"record": [JSON lines]}:
+    the records the local folder run would write, outputs already written to the shared folder.
+    """
+
+    def __init__(self, loader: dict, explainer_options: dict, run_options: dict):
+        from .cam import Explainer
+        from .loading import load_classifier
+
+        classifier = load_classifier(**loader)
+        layer = explainer_options.pop("layer")
+        method = explainer_options.pop("method")
+        self.explainer = Explainer(classifier, layer, method, **explainer_options)
+        self.options = RunOptions(**{**run_options, "output_dir": Path(run_options["output_dir"]),
+                                     "write_manifest": False, "shard": None})
+
+    def __call__(self, batch: dict) -> dict:
+        from .pipeline import run
+
+        items = [InputImage(Path(str(path)), str(relative)) for path, relative in zip(batch["path"], batch["relative"])]
+        records: list[dict] = []
+        run(self.explainer, items, self.options, on_record=records.append)
+        return {"record": np.array([json.dumps(record, ensure_ascii=False) for record in records], dtype=object)}
+
+
+def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, explainer_options: dict,
+               address: str | None = None, workers: int | None = None,
+               on_record: Callable[[dict], None] | None = None) -> Summary:
+    """Explain ``items`` on Ray: a Dataset of the input paths, ``map_batches`` over a pool of
+    :class:`ExplainWorker` actors (one GPU each when the cluster has GPUs), records written here.
+
+    Args:
+        loader: keyword arguments of :func:`~gradcam.loading.load_classifier` for the actors.
+        explainer_options: ``layer``, ``method`` and the other keyword arguments of the Explainer.
+        address: a Ray cluster's address; None: ``RAY_ADDRESS``, else a local Ray started for the run.
+        workers: actors; default: one per GPU in the cluster, else 1.
+    """
+    ray = import_ray()
+    prepare_output_dir(options.output_dir)
+    address = address or os.environ.get("RAY_ADDRESS")
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = {"address": address} if address else {}
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        workers = workers or max(1, gpus)
+        todo = select_shard(items, options.shard)
+        dataset = ray.data.from_items([{"path": str(item.path), "relative": item.relative} for item in todo],
+                                      override_num_blocks=max(1, min(len(todo), 4 * workers)))
+        run_options = {key: value for key, value in asdict(options).items() if key != "workers"}
+        run_options["output_dir"] = str(Path(options.output_dir).resolve())
+        results = dataset.map_batches(
+            ExplainWorker, fn_constructor_kwargs={"loader": loader, "explainer_options": dict(explainer_options),
+                                                  "run_options": run_options},
+            batch_size=max(1, options.batch_size), batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=1)
+        summary = Summary(total=len(todo))
+        manifest = ManifestWriter(options.output_dir, manifest_name(options.shard))
+        try:
+            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+                for line in batch["record"]:
+                    record = json.loads(str(line))
+                    summary.count(record)
+                    manifest.write(record)
+                    if on_record is not None:
+                        on_record(record)
+        finally:
+            manifest.close()
+            from .gallery import write_gallery
+
+            write_gallery(options.output_dir)
+        return summary
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,86 @@
+"""The state of an output folder across its manifests: per shard, how many inputs are explained,
+skipped and failed, and which shards of a --shard I/N split have not written anything yet."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import latest_records, manifest_paths, shard_of_manifest
+
+FAITHFULNESS_KEYS = ("deletion_auc", "insertion_auc", "average_drop")
+
+
+@dataclass
+class ManifestCounts:
+    """Inputs by their newest state in one manifest: ``ok`` (explained), ``skipped``, ``failed``."""
+
+    name: str
+    shard: tuple[int, int] | None
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
+class FolderStatus:
+    """Every manifest of an output folder; ``missing`` lists the shards (I, N) with no manifest."""
+
+    manifests: list[ManifestCounts] = field(default_factory=list)
+    missing: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when there is a manifest, none has failures and no shard is missing."""
+        return bool(self.manifests) and not self.missing and not any(m.failed for m in self.manifests)
+
+    def totals(self) -> tuple[int, int, int]:
+        return (sum(m.ok for m in self.manifests), sum(m.skipped for m in self.manifests),
+                sum(m.failed for m in self.manifests))
+
+    def lines(self) -> list[str]:
+        lines = []
+        for m in self.manifests:
+            label = "unsharded" if m.shard is None else f"shard {m.shard[0]}/{m.shard[1]}"
+            lines.append(f"{label:<14} {m.ok:7d} explained {m.skipped:7d} skipped {m.failed:7d} failed   ({m.name})")
+        ok, skipped, failed = self.totals()
+        lines.append(f"{'all':<14} {ok:7d} explained {skipped:7d} skipped {failed:7d} failed")
+        lines += [f"missing: shard {index}/{count} has written no manifest" for index, count in self.missing]
+        return lines
+
+
+def _counts(path: Path) -> ManifestCounts:
+    """Per input (first rank, or any rank that failed): its newest state in this manifest."""
+    counts = ManifestCounts(path.name, shard_of_manifest(path))
+    state: dict[str, str] = {}
+    for record in latest_records(path):
+        key = str(record.get("input"))
+        status = record.get("status")
+        if status == "error":
+            state[key] = "failed"
+        elif key not in state and (record.get("rank") or 1) == 1:
+            state[key] = "ok" if status == "ok" else "skipped"
+    for value in state.values():
+        setattr(counts, value, getattr(counts, value) + 1)
+    return counts
+
+
+def folder_status(output_dir: Path) -> FolderStatus:
+    """Counts for every manifest in ``output_dir`` and the shards that are missing."""
+    status = FolderStatus([_counts(path) for path in manifest_paths(output_dir)])
+    present = {m.shard for m in status.manifests if m.shard is not None}
+    for count in sorted({shard[1] for shard in present}):
+        status.missing += [(index, count) for index in range(count) if (index, count) not in present]
+    return status
+
+
+def faithfulness_means(output_dir: Path) -> dict[str, float]:
+    """Mean of each faithfulness score over the newest explained records of every manifest."""
+    values: dict[str, list[float]] = {}
+    for record in latest_records(output_dir):
+        if record.get("status") == "ok":
+            for key in FAITHFULNESS_KEYS:
+                if isinstance(record.get(key), (int, float)):
+                    values.setdefault(key, []).append(float(record[key]))
+    return {key: float(np.mean(v)) for key, v in values.items() if v}

@@ -1,0 +1,30 @@
+"""Argument parsing: --shard values and the checks argparse cannot make."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from gradcam.arguments import build_parser, check_options, parse_shard
+from gradcam.cli import main
+from gradcam.errors import UsageError
+
+
+def test_parse_shard():
+    assert parse_shard("0/1") == (0, 1) and parse_shard("3/4") == (3, 4)
+    for bad in ("3/3", "-1/2", "a/b", "1", "1/0", "1/2/3", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_shard(bad)
+
+
+@pytest.mark.parametrize("value", ["3/3", "-1/2", "a/b"])
+def test_bad_shard_is_a_usage_error(tmp_path, capsys, value):
+    assert main([str(tmp_path), "--shard", value, "-o", str(tmp_path / "o")]) == 2
+    assert "--shard" in capsys.readouterr().err
+
+
+def test_check_options():
+    args = build_parser().parse_args(["x.jpg", "--alpha", "2"])
+    with pytest.raises(UsageError, match="--alpha"):
+        check_options(args)
+    check_options(build_parser().parse_args(["x.jpg"]))

@@ -1,0 +1,115 @@
+"""Sharded runs: the split, per-shard manifests, `gradcam status`, and two writers in one folder."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import write_photo
+from gradcam.cli import main
+from gradcam.images import InputImage
+from gradcam.manifest import latest_records, read_records
+from gradcam.pipeline import select_shard, shard_of
+from gradcam.status import folder_status
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def photos(root: Path, count: int) -> Path:
+    for i in range(count):
+        write_photo(root / f"sub{i % 3}" / f"p{i:02d}.png", seed=i)
+    (root / "bad.jpg").write_bytes(b"not an image")
+    return root
+
+
+def test_shards_are_stable_and_disjoint():
+    items = [InputImage(Path(f"/x/{i}.jpg"), f"d/{i}.jpg") for i in range(200)]
+    parts = [select_shard(items, (i, 4)) for i in range(4)]
+    assert sorted(item.relative for part in parts for item in part) == sorted(item.relative for item in items)
+    assert all(20 < len(part) < 80 for part in parts)
+    assert shard_of("d/7.jpg", 4) == shard_of("d/7.jpg", 4)  # no per-process hash seed
+    more = items + [InputImage(Path("/x/new.jpg"), "d/new.jpg")]
+    assert [item.relative for item in select_shard(more, (1, 4)) if item.relative != "d/new.jpg"] == \
+        [item.relative for item in parts[1]]  # adding a file moves no other
+
+
+def test_union_of_shards_equals_one_run(tmp_path, tiny_model_file, capsys):
+    root = photos(tmp_path / "photos", 10)
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    base = ["--model", str(tiny_model_file), str(root), "-r", "--save-npy"]
+    assert main(base + ["-o", str(single)]) == 1  # bad.jpg fails
+    codes = [main(base + ["-o", str(sharded), "--shard", f"{i}/3"]) for i in range(3)]
+    assert sorted(codes)[0] in (0, 1) and codes.count(1) == 1  # only the shard holding bad.jpg fails
+    printed = capsys.readouterr().out
+    assert "all shards in" in printed
+    names = sorted(p.name for p in sharded.iterdir() if p.name.startswith("manifest"))
+    assert names == [f"manifest.shard-{i}-of-3.jsonl" for i in range(3)]
+    outputs = sorted(p.relative_to(single).as_posix() for p in single.rglob("*.p*") if p.suffix in (".png", ".npy"))
+    assert outputs == sorted(p.relative_to(sharded).as_posix() for p in sharded.rglob("*.p*")
+                             if p.suffix in (".png", ".npy"))
+    for name in outputs:
+        if name.endswith(".png"):
+            np.testing.assert_array_equal(np.asarray(Image.open(single / name)), np.asarray(Image.open(sharded / name)))
+        else:
+            np.testing.assert_array_equal(np.load(single / name), np.load(sharded / name))
+    records = [r for path in sharded.glob("manifest.shard-*") for r in read_records(path)]
+    inputs = [r["input"] for r in records]
+    assert len(inputs) == len(set(inputs)) == 11  # every input once, none twice
+    page = (sharded / "index.html").read_text()
+    assert page.count("<figure") == 10 and "bad.jpg" in page  # the gallery reads every shard
+
+    # rerunning one shard resumes it
+    assert main(base + ["-o", str(sharded), "--shard", "1/3"]) in (0, 1)
+    rerun = [r for r in read_records(sharded / "manifest.shard-1-of-3.jsonl")][len(read_records(sharded / "manifest.shard-1-of-3.jsonl")) // 2:]
+    assert all(r["status"] in ("skipped", "error") for r in rerun)
+    assert "0 explained" in capsys.readouterr().out
+
+
+def test_status_counts_and_missing_shards(tmp_path, tiny_model_file, capsys):
+    root = photos(tmp_path / "photos", 6)
+    out = tmp_path / "out"
+    base = ["--model", str(tiny_model_file), str(root), "-r", "-o", str(out)]
+    main(base + ["--shard", "0/3"])
+    main(base + ["--shard", "2/3"])
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "missing: shard 1/3 has written no manifest" in printed
+    status = folder_status(out)
+    ok, skipped, failed = status.totals()
+    expected_ok = sum(1 for i in range(6) if shard_of(f"sub{i % 3}/p{i:02d}.png", 3) != 1)
+    assert ok == expected_ok and failed == (shard_of("bad.jpg", 3) != 1)
+    main(base + ["--shard", "1/3"])
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 1  # bad.jpg still failed
+    (root / "bad.jpg").unlink()
+    for i in range(3):  # a rerun after removing the bad file: nothing fails, nothing missing
+        (out / f"manifest.shard-{i}-of-3.jsonl").unlink()
+        main(base + ["--shard", f"{i}/3"])
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "0 failed" in capsys.readouterr().out.splitlines()[-1]
+    assert main(["status", str(tmp_path / "nope")]) == 2
+
+
+def test_two_runs_in_one_folder_keep_every_line_whole(tmp_path, tiny_model_file):
+    root = tmp_path / "photos"
+    for i in range(24):
+        write_photo(root / f"p{i:02d}.png", (64, 48), seed=i)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "gradcam", "--model", str(tiny_model_file), str(root), "-o", str(out),
+            "--batch-size", "2"]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    for run in runs:
+        run.communicate(timeout=300)
+        assert run.returncode == 0
+    lines = (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses
+    assert {Path(r["input"]).name for r in records} == {f"p{i:02d}.png" for i in range(24)}
+    assert len(records) >= 24 and all(r["status"] in ("ok", "skipped") for r in records)
+    assert {Path(r["input"]).name for r in latest_records(out)} == {f"p{i:02d}.png" for i in range(24)}
