@@ -91,6 +91,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
                      help="explain only shard I of N (0 <= I < N), chosen by a stable hash of each input's path, "
                           "into OUTPUT/manifest.shard-I-of-N.jsonl: for job arrays (see 'gradcam status')")
+    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run on a Ray cluster with Ray Data: ADDRESS, else RAY_ADDRESS, else a local Ray "
+                          "started for the run (needs: pip install \"gradcam[ray]\")")
+    run.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                     help="with --ray: actors, each holding one explainer (default: one per GPU, else 1)")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
     return parser
 
@@ -123,6 +128,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-channels must be at least 1, not {args.max_channels}")
     if args.extra_tokens is not None and args.extra_tokens < 0:
         raise UsageError(f"--extra-tokens cannot be negative, not {args.extra_tokens}")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise UsageError(f"--ray-workers must be at least 1, not {args.ray_workers}")
     if args.max_pixels < 1:
         raise UsageError(f"--max-pixels must be at least 1, not {args.max_pixels}")
     if args.class_index is not None and args.class_index < 0:

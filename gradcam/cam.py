@@ -14,7 +14,13 @@ import numpy as np
 
 from ._tf import import_tf
 from .errors import UsageError
-from .graph import ScoreHead, build_explainer_model, build_guided_model, find_score_head, scores_and_probabilities
+from .graph import (
+    ScoreHead,
+    build_explainer_model,
+    build_guided_model,
+    find_score_head,
+    scores_and_probabilities,
+)
 from .layers import LayerInfo, resolve_layer, token_grid, tokens_to_grid
 from .loading import Classifier, model_input_size, preprocess_function
 from .methods import PERTURBATION_METHODS, guided_gradcam_map, method_map

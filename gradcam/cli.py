@@ -91,7 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     check_options(args)
 
     from .images import discover_inputs
-    from .pipeline import RunOptions, prepare_output_dir
+    from .outputs import prepare_output_dir
+    from .pipeline import RunOptions
 
     items = discover_inputs(args.inputs, args.recursive)
     output_dir = Path(args.output)
@@ -130,7 +131,10 @@ def _run(args: argparse.Namespace) -> int:
                          evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
                          max_pixels=args.max_pixels, shard=args.shard)
     folders = any(Path(p).is_dir() for p in args.inputs)
-    summary = _run_with_progress(explainer, items, options, show_each=not folders)
+    if args.ray is not None:
+        summary = _run_on_ray(args, items, options, show_each=not folders)
+    else:
+        summary = _run_with_progress(explainer, items, options, show_each=not folders)
     return _report(summary, output_dir, sharded=args.shard is not None)
 
 
@@ -153,6 +157,24 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _run_on_ray(args, items, options, show_each: bool):
+    from .distributed import import_ray, run_on_ray
+
+    import_ray()  # a clear message before anything starts
+    loader = {"model": args.model, "weights": args.weights, "preprocess": args.preprocess, "labels": args.labels}
+    explainer_options = {"layer": args.layer, "method": args.method, "top_k": args.top_k,
+                         "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
+                         "max_channels": args.max_channels, "extra_tokens": args.extra_tokens,
+                         "batch_size": args.batch_size}
+
+    def on_record(record: dict) -> None:
+        if show_each:
+            print(_record_line(record, options.top_k))
+
+    return run_on_ray(items, options, loader, explainer_options, args.ray or None, args.ray_workers, on_record,
+                      verbose=args.verbose)
 
 
 def _run_with_progress(explainer, items, options, show_each: bool):

@@ -6,6 +6,7 @@ Ray is an optional extra (``pip install "gradcam[ray]"``); nothing here imports 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 from .errors import UsageError
 from .images import InputImage
 from .manifest import ManifestWriter, manifest_name
-from .pipeline import RunOptions, Summary, prepare_output_dir, select_shard
+from .outputs import prepare_output_dir, select_shard
+from .pipeline import RunOptions, Summary
 
 
 def import_ray():
@@ -58,7 +60,7 @@ class ExplainWorker:
 
 def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, explainer_options: dict,
                address: str | None = None, workers: int | None = None,
-               on_record: Callable[[dict], None] | None = None) -> Summary:
+               on_record: Callable[[dict], None] | None = None, verbose: bool = False) -> Summary:
     """Explain ``items`` on Ray: a Dataset of the input paths, ``map_batches`` over a pool of
     :class:`ExplainWorker` actors (one GPU each when the cluster has GPUs), records written here.
 
@@ -69,12 +71,16 @@ def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, expla
         workers: actors; default: one per GPU in the cluster, else 1.
     """
     ray = import_ray()
+    if not verbose:  # Ray Data reports every step at INFO level, with progress bars
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        ray.data.DataContext.get_current().enable_progress_bars = False
     prepare_output_dir(options.output_dir)
     address = address or os.environ.get("RAY_ADDRESS")
     started_here = not ray.is_initialized()
     if started_here:
         kwargs = {"address": address} if address else {}
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, **kwargs)
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.WARNING, **kwargs)
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         workers = workers or max(1, gpus)

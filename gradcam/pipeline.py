@@ -7,7 +7,6 @@ decode pool (Pillow) -> batches -> one compiled step per batch (main thread)
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import HeatmapError, ImageError, OutputError, first_line
+from .errors import HeatmapError, ImageError, first_line
 from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
 from .heatmap import check_finite, heatmap_at
@@ -25,14 +24,15 @@ from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model
 from .manifest import (
     ManifestWriter,
     changed_settings,
+    manifest_name,
     new_record,
     run_settings,
-    manifest_name,
     settings_by_output,
 )
+from .outputs import output_paths, prepare_output_dir, select_shard
 from .render import panel_title, render_outputs
 
-__all__ = ["RunOptions", "Summary", "output_paths", "prepare_output_dir", "run", "select_shard", "shard_of"]
+__all__ = ["RunOptions", "Summary", "run"]
 
 
 @dataclass
@@ -97,48 +97,6 @@ class Summary:
     @property
     def done(self) -> int:
         return self.explained + self.skipped + self.failed
-
-
-def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int = 1) -> tuple[Path, Path]:
-    """(overlay PNG, heatmap .npy) paths of an input, always inside ``output_dir``.
-
-    ``photo.jpg`` -> ``photo.jpg.png``; with ``top_k`` > 1, ``photo.jpg.top{rank}.png``.
-    """
-    root = Path(output_dir).resolve()
-    suffix = f".top{rank}.png" if top_k > 1 else ".png"
-    overlay_path = (root / f"{item.relative}{suffix}").resolve()
-    if root not in overlay_path.parents:
-        raise OutputError(f"output for {item.path} would leave the output folder")
-    return overlay_path, overlay_path.with_suffix(".npy")
-
-
-def shard_of(relative: str, count: int) -> int:
-    """The shard (0 <= shard < count) of an input, from a stable hash of its relative output name: the
-    same on every machine and Python, and adding files never moves the others."""
-    digest = hashlib.sha256(relative.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % count
-
-
-def select_shard(items: Iterable[InputImage], shard: tuple[int, int] | None) -> list[InputImage]:
-    """The inputs of shard (I, N); all of them for None."""
-    items = list(items)
-    if shard is None:
-        return items
-    index, count = shard
-    return [item for item in items if shard_of(item.relative, count) == index]
-
-
-def prepare_output_dir(output_dir: Path) -> None:
-    """Create the output folder and prove it is writable, before any model is loaded."""
-    output_dir = Path(output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".gradcam-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise OutputError(f"cannot write to output folder {output_dir}: {reason}") from None
 
 
 @dataclass

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import write_photo
 from PIL import Image
 
-from conftest import write_photo
 from gradcam.cli import main
 from gradcam.images import InputImage
 from gradcam.manifest import latest_records, read_records
-from gradcam.pipeline import select_shard, shard_of
+from gradcam.outputs import select_shard, shard_of
 from gradcam.status import folder_status
 
 REPO = Path(__file__).resolve().parents[1]

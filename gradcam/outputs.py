@@ -1,0 +1,53 @@
+"""Where outputs go: each input's overlay and .npy paths inside the output folder, the folder
+itself (created and proven writable before a model loads), and the shard each input belongs to."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .errors import OutputError
+from .images import InputImage
+
+
+def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int = 1) -> tuple[Path, Path]:
+    """(overlay PNG, heatmap .npy) paths of an input, always inside ``output_dir``.
+
+    ``photo.jpg`` -> ``photo.jpg.png``; with ``top_k`` > 1, ``photo.jpg.top{rank}.png``.
+    """
+    root = Path(output_dir).resolve()
+    suffix = f".top{rank}.png" if top_k > 1 else ".png"
+    overlay_path = (root / f"{item.relative}{suffix}").resolve()
+    if root not in overlay_path.parents:
+        raise OutputError(f"output for {item.path} would leave the output folder")
+    return overlay_path, overlay_path.with_suffix(".npy")
+
+
+def shard_of(relative: str, count: int) -> int:
+    """The shard (0 <= shard < count) of an input, from a stable hash of its relative output name: the
+    same on every machine and Python, and adding files never moves the others."""
+    digest = hashlib.sha256(relative.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def select_shard(items: Iterable[InputImage], shard: tuple[int, int] | None) -> list[InputImage]:
+    """The inputs of shard (I, N); all of them for None."""
+    items = list(items)
+    if shard is None:
+        return items
+    index, count = shard
+    return [item for item in items if shard_of(item.relative, count) == index]
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Create the output folder and prove it is writable, before any model is loaded."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".gradcam-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(f"cannot write to output folder {output_dir}: {reason}") from None

@@ -1,0 +1,80 @@
+"""The folder run on a local Ray cluster (num_cpus=2): the same outputs as a local run, resume, bad files."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import write_photo
+from PIL import Image
+
+from gradcam.cli import main
+from gradcam.manifest import read_records
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray  # in the test extra
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def folder(root):
+    for i in range(7):
+        write_photo(root / ("sub" if i % 2 else "") / f"p{i}.png", (50 + i, 40), seed=i)
+    (root / "bad.jpg").write_bytes(b"not an image")
+    return root
+
+
+def by_input(out):
+    return {r["input"]: r for r in read_records(out / "manifest.jsonl")}
+
+
+def test_ray_run_equals_a_local_run_and_resumes(tmp_path, tiny_model_file, local_ray, capsys):
+    root = folder(tmp_path / "photos")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    base = ["--model", str(tiny_model_file), str(root), "-r", "--save-npy", "--batch-size", "2", "--top-k", "2"]
+    assert main(base + ["-o", str(local)]) == 1  # bad.jpg
+    assert main(base + ["-o", str(remote), "--ray", "--ray-workers", "2"]) == 1
+    printed = capsys.readouterr()
+    assert printed.out.count("7 explained, 0 skipped, 1 failed") == 2  # the local run and the Ray run
+    outputs = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.suffix in (".png", ".npy"))
+    assert len(outputs) == 7 * 2 * 2
+    assert outputs == sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*")
+                             if p.suffix in (".png", ".npy"))
+    for name in outputs:
+        if name.endswith(".png"):
+            np.testing.assert_array_equal(np.asarray(Image.open(local / name)), np.asarray(Image.open(remote / name)))
+        else:
+            np.testing.assert_array_equal(np.load(local / name), np.load(remote / name))
+    local_records, remote_records = by_input(local), by_input(remote)
+    assert set(local_records) == set(remote_records)
+    bad = remote_records[str(root / "bad.jpg")]
+    assert bad["status"] == "error" and bad["error"] == local_records[str(root / "bad.jpg")]["error"]
+    assert "bad.jpg" in (remote / "index.html").read_text()
+
+    # a rerun resumes: every explained input is skipped, the bad file fails again
+    assert main(base + ["-o", str(remote), "--ray"]) == 1
+    assert "0 explained, 7 skipped, 1 failed" in capsys.readouterr().out
+
+
+def test_ray_with_a_shard(tmp_path, tiny_model_file, local_ray, capsys):
+    root = folder(tmp_path / "photos")
+    out = tmp_path / "out"
+    base = ["--model", str(tiny_model_file), str(root), "-r", "-o", str(out), "--ray"]
+    codes = [main(base + ["--shard", f"{i}/2"]) for i in range(2)]
+    assert sorted(codes) == [0, 1]
+    assert main(["status", str(out)]) == 1  # bad.jpg failed in one shard
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["all", "7", "explained", "0", "skipped", "1", "failed"]
+    records = [r for i in range(2) for r in read_records(out / f"manifest.shard-{i}-of-2.jsonl")]
+    assert sorted(r["input"] for r in records) == sorted({r["input"] for r in records}) and len(records) == 8
+
+
+def test_missing_ray_is_one_clear_line(tmp_path, tiny_model_file, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    photo = write_photo(tmp_path / "p.png")
+    assert main(["--model", str(tiny_model_file), str(photo), "-o", str(tmp_path / "o"), "--ray"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "gradcam[ray]"' in err and "Traceback" not in err

@@ -1,0 +1,21 @@
+"""Where outputs go: paths inside the output folder, never outside it."""
+from __future__ import annotations
+
+import pytest
+
+from gradcam.errors import OutputError
+from gradcam.images import InputImage
+from gradcam.outputs import output_paths, prepare_output_dir
+
+
+def test_output_path_cannot_leave_the_folder(tmp_path):
+    with pytest.raises(OutputError, match="leave the output folder"):
+        output_paths(InputImage(tmp_path / "x.jpg", "../../evil.jpg"), tmp_path / "out")
+    overlay, npy = output_paths(InputImage(tmp_path / "x.jpg", "sub/x.jpg"), tmp_path / "out", 2, 3)
+    assert overlay.name == "x.jpg.top2.png" and npy.name == "x.jpg.top2.npy" and overlay.parent.name == "sub"
+
+
+def test_output_folder_that_cannot_be_made(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot write to output folder"):
+        prepare_output_dir(tmp_path / "file" / "out")
