@@ -21,6 +21,10 @@ from .outputs import prepare_output_dir, select_shard
 from .pipeline import RunOptions, Summary
 
 
+#: model batches per actor call
+CALL_BATCHES = 8
+
+
 def import_ray():
     """Ray, or a UsageError that says how to install it."""
     try:
@@ -58,6 +62,15 @@ class ExplainWorker:
         return {"record": np.array([json.dumps(record, ensure_ascii=False) for record in records], dtype=object)}
 
 
+def actor_cpus(ray, workers: int) -> int:
+    """CPUs each actor asks for: its share of the cluster's, at most one node's. Ray sets an actor's
+    OMP_NUM_THREADS to this number, so with the default of 1 TensorFlow's CPU kernels would run on
+    one thread."""
+    per_node = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
+    total = ray.cluster_resources().get("CPU", 1)
+    return max(1, int(min(max(per_node, default=1), total // workers)))
+
+
 def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, explainer_options: dict,
                address: str | None = None, workers: int | None = None,
                on_record: Callable[[dict], None] | None = None, verbose: bool = False) -> Summary:
@@ -84,16 +97,21 @@ def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, expla
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         workers = workers or max(1, gpus)
+        cpus = actor_cpus(ray, workers)
         todo = select_shard(items, options.shard)
+        # Each actor call gets several model batches, so that decoding and rendering overlap the model
+        # inside the call as in a local run (a call drains its pools when it ends).
+        per_call = max(1, options.batch_size) * CALL_BATCHES
+        blocks = max(workers, -(-len(todo) // per_call))
         dataset = ray.data.from_items([{"path": str(item.path), "relative": item.relative} for item in todo],
-                                      override_num_blocks=max(1, min(len(todo), 4 * workers)))
+                                      override_num_blocks=max(1, min(len(todo), blocks)))
         run_options = {key: value for key, value in asdict(options).items() if key != "workers"}
         run_options["output_dir"] = str(Path(options.output_dir).resolve())
         results = dataset.map_batches(
             ExplainWorker, fn_constructor_kwargs={"loader": loader, "explainer_options": dict(explainer_options),
                                                   "run_options": run_options},
-            batch_size=max(1, options.batch_size), batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=1)
+            batch_size=per_call, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=cpus)
         summary = Summary(total=len(todo))
         manifest = ManifestWriter(options.output_dir, manifest_name(options.shard))
         try:
