@@ -10,6 +10,7 @@ both. Random weights: speed does not depend on the values. Works offline.
 
     python benchmarks/throughput.py --images 64 --batch-size 8
     python benchmarks/throughput.py --memory 32 512   # peak RSS of separate runs
+    python benchmarks/throughput.py --images 32 --size 4000x3000   # 12-megapixel phone photos
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(count: int, batch_size: int, model_name: str, skip_bare: bool) -> dict:
+def measure(count: int, batch_size: int, model_name: str, skip_bare: bool, size=(640, 480), **run_options) -> dict:
     from gradcam.cam import Explainer
     from gradcam.images import discover_inputs
     from gradcam.loading import load_classifier
@@ -50,11 +51,12 @@ def measure(count: int, batch_size: int, model_name: str, skip_bare: bool) -> di
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(tmp) / "photos", Path(tmp) / "out"
         folder.mkdir()
-        make_folder(folder, count)
+        make_folder(folder, count, size)
         classifier = load_classifier(model_name, "random")
         explainer = Explainer(classifier)
         h, w = classifier.input_size
-        result = {"images": count, "batch_size": batch_size, "model": model_name}
+        result = {"images": count, "photo_size": f"{size[0]}x{size[1]}", "batch_size": batch_size,
+                  "model": model_name, **run_options}
 
         if not skip_bare:
             from gradcam.loading import preprocess_function
@@ -91,7 +93,7 @@ def measure(count: int, batch_size: int, model_name: str, skip_bare: bool) -> di
 
         explainer.explain_batch = timed_explain_batch
         start = time.perf_counter()
-        run(explainer, items, RunOptions(output_dir=out, batch_size=batch_size))
+        run(explainer, items, RunOptions(output_dir=out, batch_size=batch_size, **run_options))
         end = time.perf_counter()
         total = end - start
         # steady state: every image after the first batch, from the end of the first model step
@@ -112,6 +114,9 @@ def main() -> int:
     parser.add_argument("--model", default="vgg19")
     parser.add_argument("--memory", type=int, nargs="*", metavar="N",
                         help="run the pipeline alone in a fresh process for each N and compare peak RSS")
+    parser.add_argument("--size", default="640x480", metavar="WxH", help="photo size (default: %(default)s)")
+    parser.add_argument("--png-compression", type=int, default=None, metavar="LEVEL")
+    parser.add_argument("--max-size", type=int, default=None, metavar="N")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--skip-bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,7 +125,8 @@ def main() -> int:
         peaks = {}
         for n in args.memory:
             done = subprocess.run([sys.executable, __file__, "--images", str(n), "--batch-size", str(args.batch_size),
-                                   "--model", args.model, "--skip-bare", "--json"], capture_output=True, text=True, check=True)
+                                   "--model", args.model, "--size", args.size, "--skip-bare", "--json"],
+                                  capture_output=True, text=True, check=True)
             peaks[n] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
             print(f"{n:6d} images: peak RSS {peaks[n]:8.1f} MB")
         low, high = min(peaks), max(peaks)
@@ -129,7 +135,10 @@ def main() -> int:
     from gradcam._tf import import_tf
 
     tf, _ = import_tf()
-    result = measure(args.images, args.batch_size, args.model, args.skip_bare)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    run_options = {key: value for key, value in (("png_compression", args.png_compression),
+                                                 ("max_size", args.max_size)) if value is not None}
+    result = measure(args.images, args.batch_size, args.model, args.skip_bare, (width, height), **run_options)
     result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     result["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
     if args.json:

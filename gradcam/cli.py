@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
                          evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
-                         max_pixels=args.max_pixels, shard=args.shard)
+                         max_pixels=args.max_pixels, shard=args.shard, png_compression=args.png_compression,
+                         max_size=args.max_size)
     folders = any(Path(p).is_dir() for p in args.inputs)
     if args.ray is not None:
         summary = _run_on_ray(args, items, options, show_each=not folders)

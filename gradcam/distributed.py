@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import UsageError
 from .images import InputImage
-from .manifest import ManifestWriter, manifest_name
+from .manifest import ManifestWriter, manifest_name, settings_by_output
 from .outputs import prepare_output_dir, select_shard
 from .pipeline import RunOptions, Summary
 
@@ -52,13 +52,15 @@ class ExplainWorker:
         self.explainer = Explainer(classifier, layer, method, **explainer_options)
         self.options = RunOptions(**{**run_options, "output_dir": Path(run_options["output_dir"]),
                                      "write_manifest": False, "shard": None})
+        # what earlier runs made, read once per actor (not once per call: a folder of millions of records)
+        self.previous = {} if self.options.overwrite else settings_by_output(self.options.output_dir)
 
     def __call__(self, batch: dict) -> dict:
         from .pipeline import run
 
         items = [InputImage(Path(str(path)), str(relative)) for path, relative in zip(batch["path"], batch["relative"])]
         records: list[dict] = []
-        run(self.explainer, items, self.options, on_record=records.append)
+        run(self.explainer, items, self.options, on_record=records.append, previous=self.previous)
         return {"record": np.array([json.dumps(record, ensure_ascii=False) for record in records], dtype=object)}
 
 

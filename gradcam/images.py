@@ -230,9 +230,28 @@ def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32)
 
 
-def load_for_model(path: str | os.PathLike, size: tuple[int, int],
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+def photo_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the decoded RGB photo (width x height x 3), read from the file's header alone; 0 when
+    the header cannot be read (decoding then reports the error)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+    except Exception:
+        return 0
+    return width * height * 3
+
+
+def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode a photo and resize it for the model.
+
+    Args:
+        max_size: cap the longer side of the returned photo (the overlay's size) at this many
+            pixels, keeping the aspect ratio; the model input is made from the full photo.
 
     Returns:
         (photo uint8 (H, W, 3), model input float32 (height, width, 3) in [0, 255]).
@@ -241,7 +260,20 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int],
         ImageError: as :func:`load_image`.
     """
     photo = load_image(path, max_pixels)
-    return photo, resize_for_model(photo, size)
+    return shrink(photo, max_size), resize_for_model(photo, size)
+
+
+def shrink(photo: np.ndarray, max_size: int | None) -> np.ndarray:
+    """The photo with its longer side at most ``max_size`` (aspect ratio kept, Pillow's antialiased
+    bilinear filter); unchanged when it already fits or ``max_size`` is None."""
+    height, width = photo.shape[:2]
+    if max_size is None or max(height, width) <= max_size:
+        return photo
+    from PIL import Image
+
+    scale = max_size / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(photo).resize(new_size, Image.BILINEAR))
 
 
 def array_to_rgb(array: np.ndarray) -> np.ndarray:

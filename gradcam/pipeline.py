@@ -20,7 +20,7 @@ from .errors import HeatmapError, ImageError, first_line
 from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
 from .heatmap import check_finite, heatmap_at
-from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model
+from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model, photo_bytes
 from .manifest import (
     ManifestWriter,
     changed_settings,
@@ -30,7 +30,7 @@ from .manifest import (
     settings_by_output,
 )
 from .outputs import output_paths, prepare_output_dir, select_shard
-from .render import panel_title, render_outputs
+from .render import DEFAULT_PNG_COMPRESSION, panel_title, render_outputs
 
 __all__ = ["RunOptions", "Summary", "run"]
 
@@ -52,6 +52,8 @@ class RunOptions:
     steps: int = 20
     plot: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    png_compression: int = DEFAULT_PNG_COMPRESSION  # zlib level of the PNGs, 0-9
+    max_size: int | None = None  # cap the overlay's (and .npy's) longer side; None: the photo's own size
     shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
@@ -99,6 +101,10 @@ class Summary:
         return self.explained + self.skipped + self.failed
 
 
+#: photos held between the stages of a run, in bytes, before it waits (12 megapixels: 36 MB a photo)
+PENDING_BYTES = 512 * 2**20
+
+
 @dataclass
 class _Decoded:
     """An input ready for the model: the photo uint8 (H, W, 3) and the model input float32 (h, w, 3)."""
@@ -116,7 +122,8 @@ class _FolderRun:
     (written outputs into manifest records) -> :meth:`_emit` (summary, manifest, callback).
     """
 
-    def __init__(self, explainer, options: RunOptions, on_record: Callable[[dict], None] | None, total: int):
+    def __init__(self, explainer, options: RunOptions, on_record: Callable[[dict], None] | None, total: int,
+                 previous: dict[str, dict] | None = None):
         self.explainer = explainer
         self.options = options
         self.on_record = on_record
@@ -126,14 +133,16 @@ class _FolderRun:
         self.settings = run_settings(explainer, options)
         self.common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
         prepare_output_dir(options.output_dir)
-        self.previous = {} if options.overwrite else settings_by_output(Path(options.output_dir))
+        if options.overwrite:
+            previous = {}
+        self.previous = settings_by_output(Path(options.output_dir)) if previous is None else previous
         self.manifest = ManifestWriter(options.output_dir, manifest_name(options.shard)) \
             if options.write_manifest else None
         self.root = Path(options.output_dir).resolve()
         self.decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-decode")
         self.render_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-render")
-        self.decoding: collections.deque[tuple[InputImage, Future]] = collections.deque()
-        self.rendering: collections.deque[tuple[InputImage, Future, dict]] = collections.deque()
+        self.decoding: collections.deque[tuple[InputImage, Future, int]] = collections.deque()
+        self.rendering: collections.deque[tuple[InputImage, Future, dict, int]] = collections.deque()
         self.batch: list[_Decoded] = []
 
     # -- records
@@ -173,9 +182,11 @@ class _FolderRun:
                 return
             self.summary.redone += 1
             self.summary.redo_reasons.update(reasons or ["some outputs missing"])
-        future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size, options.max_pixels)
-        self.decoding.append((item, future))
+        future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size, options.max_pixels,
+                                         options.max_size)
+        self.decoding.append((item, future, photo_bytes(item.path)))
         self._take_decoded(2 * self.batch_size)
+        self._relieve()
 
     def _redo_reasons(self, overlays: list[str]) -> list[str]:
         """Why existing outputs must be made again: the settings that changed, or that none were recorded."""
@@ -190,7 +201,7 @@ class _FolderRun:
     def _take_decoded(self, limit: int) -> None:
         """Collect decoded photos until at most ``limit`` are pending; explain each full batch."""
         while len(self.decoding) > limit:
-            item, future = self.decoding.popleft()
+            item, future, _ = self.decoding.popleft()
             try:
                 photo, model_input = future.result()
             except ImageError as exc:
@@ -246,13 +257,31 @@ class _FolderRun:
                 curves = (curves_path, scores, panel_title(values))
         title = panel_title(values) if options.panel else None
         future = self.render_pool.submit(render_outputs, entry.photo, cam, overlay_path, npy_path,
-                                         options.alpha, options.colormap, title, curves)
-        self.rendering.append((entry.item, future, values))
+                                         options.alpha, options.colormap, title, curves, options.png_compression)
+        self.rendering.append((entry.item, future, values, entry.photo.nbytes))
+
+    # -- memory: queues bounded in bytes as well as in photos
+    def _pending_bytes(self) -> int:
+        """Bytes of the photos held between stages: being decoded (estimated from their headers),
+        waiting in the batch, and being written."""
+        return (sum(entry[2] for entry in self.decoding) + sum(e.photo.nbytes for e in self.batch)
+                + sum(entry[3] for entry in self.rendering))
+
+    def _relieve(self) -> None:
+        """While more than :data:`PENDING_BYTES` are held, wait for the oldest write, else take decoded
+        photos (a full batch goes through the model): big photos cannot pile up."""
+        while self._pending_bytes() > PENDING_BYTES:
+            if self.rendering:
+                self._finish_render(len(self.rendering) - 1)
+            elif self.decoding:
+                self._take_decoded(len(self.decoding) - 1)
+            else:
+                break  # only the batch being assembled: it must fill
 
     def _finish_render(self, limit: int) -> None:
         """Turn finished writes into records until at most ``limit`` are pending."""
         while len(self.rendering) > limit:
-            item, future, values = self.rendering.popleft()
+            item, future, values, _ = self.rendering.popleft()
             try:
                 zero = future.result()
             except Exception as exc:  # disk full, permission denied...
@@ -271,9 +300,9 @@ class _FolderRun:
     def interrupt(self) -> None:
         """Stop early, keeping the records of outputs that already finished writing."""
         self.summary.interrupted = True
-        for _, future in self.decoding:
+        for _, future, _ in self.decoding:
             future.cancel()
-        for item, future, values in list(self.rendering):
+        for item, future, values, _ in list(self.rendering):
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=future.result(), **values))
 
@@ -286,15 +315,16 @@ class _FolderRun:
 
 
 def run(explainer, items: Iterable[InputImage], options: RunOptions,
-        on_record: Callable[[dict], None] | None = None) -> Summary:
+        on_record: Callable[[dict], None] | None = None, previous: dict[str, dict] | None = None) -> Summary:
     """Explain every input, writing outputs and manifest lines as they finish.
 
     With ``options.shard`` = (I, N) only the inputs of shard I are explained, and the records go to
     that shard's manifest. A KeyboardInterrupt stops the run cleanly: finished work is in the
-    manifest and ``Summary.interrupted`` is set.
+    manifest and ``Summary.interrupted`` is set. ``previous`` (overlay path -> settings) replaces
+    reading every manifest of the output folder, for callers that run many small batches.
     """
     items = select_shard(items, options.shard)
-    folder_run = _FolderRun(explainer, options, on_record, len(items))
+    folder_run = _FolderRun(explainer, options, on_record, len(items), previous)
     try:
         for item in items:
             folder_run.plan(item)

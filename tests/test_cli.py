@@ -452,3 +452,36 @@ def test_new_option_errors_exit_2(tmp_path, tiny_model_file, trained_vit, capsys
     photo = write_photo(tmp_path / "p.png")
     assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_max_size_and_png_compression(tmp_path, tiny_model_file, capsys):
+    from gradcam.heatmap import heatmap_at
+    from gradcam.images import load_image, shrink
+    from gradcam.render import overlay
+
+    photo = write_photo(tmp_path / "p.png", (90, 60), seed=5)
+    out = tmp_path / "o"
+    base = tiny(tiny_model_file, str(photo), "-o", str(out), "--save-npy")
+    assert main(base) == 0
+    full_png = np.asarray(Image.open(out / "p.png.png").convert("RGB"))
+    assert full_png.shape == (60, 90, 3)
+    assert main(base + ["--max-size", "45", "--png-compression", "9"]) == 0
+    assert "1 redone" in capsys.readouterr().out
+    small_png = np.asarray(Image.open(out / "p.png.png").convert("RGB"))
+    heatmap = np.load(out / "p.png.npy")
+    assert small_png.shape == (30, 45, 3) and heatmap.shape == (30, 45)
+    settings = manifest(out)[-1]["settings"]
+    assert settings["max_size"] == 45 and settings["png_compression"] == 9
+    # the same map (made from the full photo) at the smaller size, over the shrunk photo
+    from gradcam.cam import Explainer
+    from gradcam.images import resize_for_model
+    from gradcam.loading import load_classifier
+
+    explainer = Explainer(load_classifier(str(tiny_model_file)))
+    cam = explainer.explain_batch(resize_for_model(load_image(photo), explainer.input_size)[None]).cams[0]
+    np.testing.assert_allclose(heatmap, heatmap_at(cam, (30, 45))[0], atol=1e-6)
+    np.testing.assert_array_equal(small_png, overlay(shrink(load_image(photo), 45), heatmap, 0.4, "jet"))
+    assert main(base + ["--max-size", "200"]) == 0  # larger than the photo: its own size
+    assert np.asarray(Image.open(out / "p.png.png")).shape[:2] == (60, 90)
+    for bad in (["--max-size", "0"], ["--png-compression", "10"]):
+        assert main(base + bad) == 2

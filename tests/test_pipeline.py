@@ -20,10 +20,10 @@ def test_write_failure_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, mon
         write_photo(root / name)
     real_save = render.save_png
 
-    def flaky_save(path, image):
+    def flaky_save(path, image, *args):
         if Path(path).name == "b.jpg.png":
             raise OSError(28, "No space left on device")
-        real_save(path, image)
+        real_save(path, image, *args)
 
     monkeypatch.setattr(render, "save_png", flaky_save)
     out = tmp_path / "out"
@@ -86,3 +86,28 @@ def test_non_finite_map_is_an_error_record_not_a_picture(tmp_path):
     assert records["black.png"]["status"] == "ok" and records["black.png"]["zero_heatmap"] is True
     assert not (out / "white.png.png").exists() and not (out / "white.png.npy").exists()
     assert (summary.explained, summary.failed) == (1, 1)
+
+
+def test_a_byte_budget_smaller_than_one_photo_changes_nothing_but_memory(tmp_path, tiny_model, monkeypatch):
+    root = tmp_path / "photos"
+    for i in range(7):
+        write_photo(root / f"p{i}.jpg", (120, 90), seed=i)
+    free = tmp_path / "free"
+    run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=free, batch_size=3))
+    from gradcam import pipeline
+
+    held = []
+    real_relieve = pipeline._FolderRun._relieve
+
+    def watched(self):
+        real_relieve(self)
+        held.append(len(self.decoding) + len(self.rendering))
+
+    monkeypatch.setattr(pipeline, "PENDING_BYTES", 1)  # every photo is over budget
+    monkeypatch.setattr(pipeline._FolderRun, "_relieve", watched)
+    tight = tmp_path / "tight"
+    summary = run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=tight, batch_size=3))
+    assert summary.explained == 7 and max(held) == 0  # nothing waits between stages
+    for i in range(7):
+        name = f"p{i}.jpg.png"
+        np.testing.assert_array_equal(np.asarray(Image.open(free / name)), np.asarray(Image.open(tight / name)))

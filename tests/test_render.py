@@ -80,3 +80,30 @@ def test_panel_has_both_images_side_by_side():
     red = (left[:, 0] > 200) & (left[:, 2] < 60)
     blue = (right[:, 2] > 200) & (right[:, 0] < 60)
     assert red.sum() > 100 and blue.sum() > 100 and not ((right[:, 0] > 200) & (right[:, 2] < 60)).any()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 0.77, 1.0])
+@pytest.mark.parametrize("colormap", ["jet", "viridis", "gray"])
+@pytest.mark.parametrize("block_pixels", [1 << 20, 100])  # one block, and blocks of 1 row
+def test_in_place_overlay_equals_the_plain_formula(alpha, colormap, block_pixels, monkeypatch):
+    from gradcam import render
+
+    monkeypatch.setattr(render, "_BLOCK_PIXELS", block_pixels)
+    rng = np.random.default_rng(int(alpha * 100))
+    photo = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    heatmap = rng.uniform(0, 1, (37, 53)).astype(np.float32)
+    heatmap[0, :3] = [0.0, 1.0, 0.5]
+    colour = colorize(heatmap, colormap).astype(np.float32)
+    expected = np.clip(np.rint((1.0 - alpha) * photo.astype(np.float32) + alpha * colour), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(overlay(photo, heatmap, alpha, colormap), expected)
+
+
+def test_png_compression_level_changes_size_not_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    image = np.repeat(rng.integers(0, 256, (60, 1, 3), dtype=np.uint8), 80, axis=1)  # compressible
+    sizes = {}
+    for level in (0, 1, 9):
+        save_png(tmp_path / f"l{level}.png", image, level)
+        sizes[level] = (tmp_path / f"l{level}.png").stat().st_size
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"l{level}.png").convert("RGB")), image)
+    assert sizes[0] > sizes[1] >= sizes[9]
