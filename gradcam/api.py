@@ -22,7 +22,7 @@ from .heatmap import heatmap_at
 from .images import array_to_rgb, load_image, pil_to_rgb, resize_for_model
 from .loading import Classifier, load_classifier, model_input_size
 from .render import overlay as blend
-from .render import panel
+from .render import panel, panel_title
 
 
 @dataclass
@@ -55,9 +55,9 @@ class Explanation:
         return Image.fromarray(blend(self.image, self.heatmap, alpha, colormap))
 
     def title(self) -> str:
-        """'tabby (53.2%) · layer block5_conv4 · gradcam'."""
-        name = self.class_name if self.class_name is not None else f"class {self.class_index}"
-        return f"{name} ({self.probability:.1%}) · layer {self.layer} · {self.method}"
+        """'tabby (53.2%) · layer block5_conv4 · gradcam', as on the command line's panels."""
+        return panel_title({"class_name": self.class_name, "class_index": self.class_index,
+                            "probability": self.probability, "layer": self.layer, "method": self.method})
 
     def figure(self, alpha: float = 0.4, colormap: str = "jet"):
         """The photo and the overlay side by side under :meth:`title`: a matplotlib Figure."""

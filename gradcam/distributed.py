@@ -47,9 +47,9 @@ class ExplainWorker:
         from .loading import load_classifier
 
         classifier = load_classifier(**loader)
-        layer = explainer_options.pop("layer")
-        method = explainer_options.pop("method")
-        self.explainer = Explainer(classifier, layer, method, **explainer_options)
+        options = dict(explainer_options)  # the caller's dict is left as it is
+        layer, method = options.pop("layer"), options.pop("method")
+        self.explainer = Explainer(classifier, layer, method, **options)
         self.options = RunOptions(**{**run_options, "output_dir": Path(run_options["output_dir"]),
                                      "write_manifest": False, "shard": None})
         # what earlier runs made, read once per actor (not once per call: a folder of millions of records)

@@ -485,3 +485,18 @@ def test_max_size_and_png_compression(tmp_path, tiny_model_file, capsys):
     assert np.asarray(Image.open(out / "p.png.png")).shape[:2] == (60, 90)
     for bad in (["--max-size", "0"], ["--png-compression", "10"]):
         assert main(base + bad) == 2
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "eigencam"])
+def test_new_methods_through_evaluate_panel_and_top_k(tmp_path, tiny_model_file, method, capsys):
+    photo = write_photo(tmp_path / "p.png", (64, 48))
+    out = tmp_path / "o"
+    assert main(["evaluate", "--model", str(tiny_model_file), str(photo), "-o", str(out), "--method", method,
+                 "--max-channels", "3", "--top-k", "2", "--panel", "--steps", "4", "--eigen-smooth"]) == 0
+    records = manifest(out)
+    assert [r["rank"] for r in records] == [1, 2] and all(r["method"] == method for r in records)
+    assert all(0 <= r["deletion_auc"] <= 1 for r in records)
+    assert all(r["settings"]["eigen_smooth"] is True for r in records)
+    width, height = Image.open(out / "p.png.top1.png").size
+    assert width > 2 * 64  # the side-by-side panel
+    assert method in (out / "index.html").read_text()
