@@ -67,6 +67,21 @@ def tiny_model_file(tmp_path_factory):
     return path
 
 
+def assert_same_outputs(first, second) -> list[str]:
+    """Both output folders hold the same PNG and .npy files, pixel for pixel; returns their paths."""
+    def outputs(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix in (".png", ".npy"))
+
+    names = outputs(first)
+    assert names == outputs(second)
+    for name in names:
+        if name.endswith(".png"):
+            np.testing.assert_array_equal(np.asarray(Image.open(first / name)), np.asarray(Image.open(second / name)))
+        else:
+            np.testing.assert_array_equal(np.load(first / name), np.load(second / name))
+    return names
+
+
 def write_photo(path, size=(40, 30), mode="RGB", seed=0, **save_args):
     """Write a random image of ``size`` (width, height) and ``mode``; returns the path."""
     rng = np.random.default_rng(seed)

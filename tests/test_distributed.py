@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
-from conftest import write_photo
-from PIL import Image
+from conftest import assert_same_outputs, write_photo
 
 from gradcam.cli import main
 from gradcam.manifest import read_records
@@ -40,15 +38,7 @@ def test_ray_run_equals_a_local_run_and_resumes(tmp_path, tiny_model_file, local
     assert main(base + ["-o", str(remote), "--ray", "--ray-workers", "2"]) == 1
     printed = capsys.readouterr()
     assert printed.out.count("7 explained, 0 skipped, 1 failed") == 2  # the local run and the Ray run
-    outputs = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.suffix in (".png", ".npy"))
-    assert len(outputs) == 7 * 2 * 2
-    assert outputs == sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*")
-                             if p.suffix in (".png", ".npy"))
-    for name in outputs:
-        if name.endswith(".png"):
-            np.testing.assert_array_equal(np.asarray(Image.open(local / name)), np.asarray(Image.open(remote / name)))
-        else:
-            np.testing.assert_array_equal(np.load(local / name), np.load(remote / name))
+    assert len(assert_same_outputs(local, remote)) == 7 * 2 * 2  # 7 photos x top 2 x (.png, .npy)
     local_records, remote_records = by_input(local), by_input(remote)
     assert set(local_records) == set(remote_records)
     bad = remote_records[str(root / "bad.jpg")]
