@@ -19,7 +19,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 #: public name -> the module that defines it (imported on first use).
 _LAZY = {
     "explain": "api", "Explanation": "api",
-    "run": "pipeline", "RunOptions": "pipeline", "Summary": "pipeline",
+    "run": "pipeline", "RunOptions": "pipeline", "Summary": "status",
     "faithfulness_scores": "faithfulness", "Faithfulness": "faithfulness",
     "sanity_check": "sanity", "cascading_randomization": "sanity", "SanityReport": "sanity",
     "Explainer": "cam", "BatchResult": "cam", "METHODS": "methods",

@@ -31,8 +31,9 @@ from .manifest import (
 )
 from .outputs import output_paths, prepare_output_dir, select_shard
 from .render import DEFAULT_PNG_COMPRESSION, panel_title, render_outputs
+from .status import Summary
 
-__all__ = ["RunOptions", "Summary", "run"]
+__all__ = ["RunOptions", "Summary", "run"]  # Summary: re-exported from status
 
 
 @dataclass
@@ -57,48 +58,6 @@ class RunOptions:
     shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
-
-
-@dataclass
-class Summary:
-    """Counts of one run; ``interrupted`` when it was stopped early.
-
-    ``redone`` counts inputs whose outputs existed but were made again, because
-    they were made with other settings (or with none recorded); ``redo_reasons``
-    counts why, e.g. ``{"method": 3}``.
-    """
-
-    total: int
-    explained: int = 0
-    skipped: int = 0
-    failed: int = 0
-    redone: int = 0
-    interrupted: bool = False
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-    redo_reasons: collections.Counter = field(default_factory=collections.Counter)
-
-    def count(self, record: dict) -> None:
-        """Count one manifest record: inputs explained and skipped at their first rank only; every error."""
-        status, first = record["status"], record.get("rank") in (None, 1)
-        if status == "ok":
-            self.explained += first
-            for key in ("deletion_auc", "insertion_auc", "average_drop"):
-                if record.get(key) is not None:
-                    self.metrics.setdefault(key, []).append(record[key])
-        elif status == "skipped":
-            self.skipped += first
-        else:
-            self.failed += 1
-            self.failures.append((record["input"], record["error"]))
-
-    def means(self) -> dict[str, float]:
-        """Mean of each faithfulness score over the explained records."""
-        return {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
-
-    @property
-    def done(self) -> int:
-        return self.explained + self.skipped + self.failed
 
 
 #: photos held between the stages of a run, in bytes, before it waits (12 megapixels: 36 MB a photo)

@@ -1,7 +1,9 @@
-"""The state of an output folder across its manifests: per shard, how many inputs are explained,
-skipped and failed, and which shards of a --shard I/N split have not written anything yet."""
+"""Counts of inputs: a run's (:class:`Summary`), and an output folder's across its manifests (per
+shard, how many inputs are explained, skipped and failed, and which shards of a --shard I/N split
+have not written anything yet)."""
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +12,48 @@ import numpy as np
 from .manifest import latest_records, manifest_paths, shard_of_manifest
 
 FAITHFULNESS_KEYS = ("deletion_auc", "insertion_auc", "average_drop")
+
+
+@dataclass
+class Summary:
+    """Counts of one run; ``interrupted`` when it was stopped early.
+
+    ``redone`` counts inputs whose outputs existed but were made again, because
+    they were made with other settings (or with none recorded); ``redo_reasons``
+    counts why, e.g. ``{"method": 3}``.
+    """
+
+    total: int
+    explained: int = 0
+    skipped: int = 0
+    failed: int = 0
+    redone: int = 0
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    redo_reasons: collections.Counter = field(default_factory=collections.Counter)
+
+    def count(self, record: dict) -> None:
+        """Count one manifest record: inputs explained and skipped at their first rank only; every error."""
+        status, first = record["status"], record.get("rank") in (None, 1)
+        if status == "ok":
+            self.explained += first
+            for key in ("deletion_auc", "insertion_auc", "average_drop"):
+                if record.get(key) is not None:
+                    self.metrics.setdefault(key, []).append(record[key])
+        elif status == "skipped":
+            self.skipped += first
+        else:
+            self.failed += 1
+            self.failures.append((record["input"], record["error"]))
+
+    def means(self) -> dict[str, float]:
+        """Mean of each faithfulness score over the explained records."""
+        return {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
+
+    @property
+    def done(self) -> int:
+        return self.explained + self.skipped + self.failed
 
 
 @dataclass
