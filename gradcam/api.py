@@ -20,7 +20,7 @@ from .classes import find_class
 from .errors import UsageError
 from .heatmap import heatmap_at
 from .images import array_to_rgb, load_image, pil_to_rgb, resize_for_model
-from .loading import Classifier, load_classifier, model_input_size
+from .loading import Classifier, load_classifier
 from .render import overlay as blend
 from .render import panel, panel_title
 
@@ -75,13 +75,12 @@ _EXPLAINERS: OrderedDict[tuple, tuple[Any, Explainer]] = OrderedDict()
 _CACHE_SIZE = 4
 
 
-def _classifier(model: Any, weights: str, preprocess: str | None) -> Classifier:
-    if isinstance(model, Classifier):
+def _classifier(model: Any, weights: str, preprocess: str | None):
+    """A Classifier for a name or path; a Classifier or keras.Model as it is (the Explainer wraps a model)."""
+    if isinstance(model, Classifier) or (hasattr(model, "inputs") and hasattr(model, "layers")):
         return model
     if isinstance(model, (str, os.PathLike)):
         return load_classifier(os.fspath(model), weights, preprocess)
-    if hasattr(model, "inputs") and hasattr(model, "layers"):  # a keras.Model
-        return Classifier(model, getattr(model, "name", "model"), model_input_size(model), preprocess or "none")
     raise UsageError(f"model must be a model name, a .keras/.h5 path or a keras.Model, not {type(model).__name__}")
 
 
@@ -96,7 +95,7 @@ def explainer_for(model: Any, layer: str | None = None, method: str = "gradcam",
     if cached is not None and (not isinstance(key_model, int) or cached[0] is model):
         _EXPLAINERS.move_to_end(key)
         return cached[1]
-    explainer = Explainer(_classifier(model, weights, preprocess), layer, method, top_k=top_k, **options)
+    explainer = Explainer(_classifier(model, weights, preprocess), layer, method, preprocess, top_k=top_k, **options)
     _EXPLAINERS[key] = (model, explainer)
     while len(_EXPLAINERS) > _CACHE_SIZE:
         _EXPLAINERS.popitem(last=False)

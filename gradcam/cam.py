@@ -135,7 +135,7 @@ class Explainer:
                          extra_tokens=self.extra_tokens, batch_size=self.batch_size)
 
     def _check_tokens(self, extra_tokens: int | None) -> int | None:
-        if not self.target.tokens and len(self.target.output_shape or ()) != 3:
+        if not self.target.tokens:  # resolve_layer admits no other 3-D layer
             return None
         grid = token_grid(int(self.target.output_shape[1]), extra_tokens)
         if grid is None:

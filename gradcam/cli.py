@@ -105,9 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     from .cam import Explainer
 
     classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
-    explainer = Explainer(classifier, args.layer, args.method, top_k=args.top_k, eigen_smooth=args.eigen_smooth,
-                          aug_smooth=args.aug_smooth, max_channels=args.max_channels,
-                          extra_tokens=args.extra_tokens, batch_size=args.batch_size)
+    explainer = Explainer(classifier, **_explainer_options(args))
     if args.class_name is not None:
         from .classes import find_class
 
@@ -160,21 +158,24 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _explainer_options(args) -> dict:
+    """The Explainer's keyword arguments from the command line (the local run and Ray actors alike)."""
+    return {"layer": args.layer, "method": args.method, "top_k": args.top_k, "eigen_smooth": args.eigen_smooth,
+            "aug_smooth": args.aug_smooth, "max_channels": args.max_channels, "extra_tokens": args.extra_tokens,
+            "batch_size": args.batch_size}
+
+
 def _run_on_ray(args, items, options, show_each: bool):
     from .distributed import import_ray, run_on_ray
 
     import_ray()  # a clear message before anything starts
     loader = {"model": args.model, "weights": args.weights, "preprocess": args.preprocess, "labels": args.labels}
-    explainer_options = {"layer": args.layer, "method": args.method, "top_k": args.top_k,
-                         "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
-                         "max_channels": args.max_channels, "extra_tokens": args.extra_tokens,
-                         "batch_size": args.batch_size}
 
     def on_record(record: dict) -> None:
         if show_each:
             print(_record_line(record, options.top_k))
 
-    return run_on_ray(items, options, loader, explainer_options, args.ray or None, args.ray_workers, on_record,
+    return run_on_ray(items, options, loader, _explainer_options(args), args.ray or None, args.ray_workers, on_record,
                       verbose=args.verbose)
 
 

@@ -46,10 +46,7 @@ class ExplainWorker:
         from .cam import Explainer
         from .loading import load_classifier
 
-        classifier = load_classifier(**loader)
-        options = dict(explainer_options)  # the caller's dict is left as it is
-        layer, method = options.pop("layer"), options.pop("method")
-        self.explainer = Explainer(classifier, layer, method, **options)
+        self.explainer = Explainer(load_classifier(**loader), **explainer_options)
         self.options = RunOptions(**{**run_options, "output_dir": Path(run_options["output_dir"]),
                                      "write_manifest": False, "shard": None})
         # what earlier runs made, read once per actor (not once per call: a folder of millions of records)
@@ -81,7 +78,7 @@ def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, expla
 
     Args:
         loader: keyword arguments of :func:`~gradcam.loading.load_classifier` for the actors.
-        explainer_options: ``layer``, ``method`` and the other keyword arguments of the Explainer.
+        explainer_options: keyword arguments of the Explainer (``layer``, ``method``, ``top_k``...).
         address: a Ray cluster's address; None: ``RAY_ADDRESS``, else a local Ray started for the run.
         workers: actors; default: one per GPU in the cluster, else 1.
     """

@@ -159,10 +159,6 @@ class ManifestWriter:
         self.path = self.output_dir / name
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
-    def relative(self, path: Path | None) -> str | None:
-        """``path`` relative to the output folder, POSIX style (None stays None)."""
-        return None if path is None else Path(path).relative_to(self.output_dir).as_posix()
-
     def write(self, record: dict) -> None:
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         if fcntl is not None:

@@ -24,6 +24,11 @@ def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int =
     return overlay_path, overlay_path.with_suffix(".npy")
 
 
+def relative_path(output_dir: Path, path: Path | None) -> str | None:
+    """``path`` relative to the (resolved) output folder, POSIX style, as manifests record it; None stays None."""
+    return None if path is None else Path(path).relative_to(output_dir).as_posix()
+
+
 def shard_of(relative: str, count: int) -> int:
     """The shard (0 <= shard < count) of an input, from a stable hash of its relative output name: the
     same on every machine and Python, and adding files never moves the others."""

@@ -29,7 +29,7 @@ from .manifest import (
     run_settings,
     settings_by_output,
 )
-from .outputs import output_paths, prepare_output_dir, select_shard
+from .outputs import output_paths, prepare_output_dir, relative_path, select_shard
 from .render import DEFAULT_PNG_COMPRESSION, panel_title, render_outputs
 from .status import Summary
 
@@ -113,10 +113,6 @@ class _FolderRun:
         if self.on_record is not None:
             self.on_record(record)
 
-    def _relative(self, path: Path | None) -> str | None:
-        """``path`` relative to the output folder, POSIX style (None stays None)."""
-        return None if path is None else Path(path).relative_to(self.root).as_posix()
-
     def _error(self, item: InputImage, message: str, rank: int | None = None) -> None:
         self._emit(new_record(item.path, "error", self.run_id, error=message, rank=rank, settings=self.settings,
                            **self.common))
@@ -131,12 +127,12 @@ class _FolderRun:
                   for path in [overlay_path] + ([npy_path] if options.save_npy else [])]
         existing = [path.exists() for path in wanted]
         if not options.overwrite and any(existing):
-            reasons = self._redo_reasons([self._relative(overlay_path) for overlay_path, _ in ranked])
+            reasons = self._redo_reasons([relative_path(self.root, overlay_path) for overlay_path, _ in ranked])
             if all(existing) and not reasons:
                 for k, (overlay_path, npy_path) in enumerate(ranked):
                     self._emit(new_record(item.path, "skipped", self.run_id,
-                                          overlay=self._relative(overlay_path),
-                                          heatmap=self._relative(npy_path) if options.save_npy else None,
+                                          overlay=relative_path(self.root, overlay_path),
+                                          heatmap=relative_path(self.root, npy_path) if options.save_npy else None,
                                           rank=k + 1, settings=self.settings, **self.common))
                 return
             self.summary.redone += 1
@@ -203,8 +199,8 @@ class _FolderRun:
         overlay_path, npy_path = output_paths(entry.item, options.output_dir, rank, options.top_k)
         npy_path = npy_path if options.save_npy else None
         values = dict(self.common, class_index=class_index, class_name=explainer.class_name(class_index),
-                      probability=probability, rank=rank, overlay=self._relative(overlay_path),
-                      heatmap=self._relative(npy_path), settings=self.settings)
+                      probability=probability, rank=rank, overlay=relative_path(self.root, overlay_path),
+                      heatmap=relative_path(self.root, npy_path), settings=self.settings)
         curves = None
         if options.evaluate:
             scores = faithfulness_scores(explainer.predict, entry.model_input, heatmap_at(cam, explainer.input_size)[0],
@@ -212,7 +208,7 @@ class _FolderRun:
             values.update(scores.as_record())
             if options.plot:
                 curves_path = overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
-                values["curves"] = self._relative(curves_path)
+                values["curves"] = relative_path(self.root, curves_path)
                 curves = (curves_path, scores, panel_title(values))
         title = panel_title(values) if options.panel else None
         future = self.render_pool.submit(render_outputs, entry.photo, cam, overlay_path, npy_path,

@@ -38,7 +38,7 @@ class Summary:
         status, first = record["status"], record.get("rank") in (None, 1)
         if status == "ok":
             self.explained += first
-            for key in ("deletion_auc", "insertion_auc", "average_drop"):
+            for key in FAITHFULNESS_KEYS:
                 if record.get(key) is not None:
                     self.metrics.setdefault(key, []).append(record[key])
         elif status == "skipped":
@@ -121,10 +121,8 @@ def folder_status(output_dir: Path) -> FolderStatus:
 
 def faithfulness_means(output_dir: Path) -> dict[str, float]:
     """Mean of each faithfulness score over the newest explained records of every manifest."""
-    values: dict[str, list[float]] = {}
+    summary = Summary(total=0)
     for record in latest_records(output_dir):
         if record.get("status") == "ok":
-            for key in FAITHFULNESS_KEYS:
-                if isinstance(record.get(key), (int, float)):
-                    values.setdefault(key, []).append(float(record[key]))
-    return {key: float(np.mean(v)) for key, v in values.items() if v}
+            summary.count(record)
+    return summary.means()

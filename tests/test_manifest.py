@@ -37,4 +37,3 @@ def test_settings_by_output_and_changes(tmp_path):
     assert changed_settings(old, {"method": "hirescam", "alpha": 0.4}) == ["method"]
     assert changed_settings(old, old) == []
     assert changed_settings(old, {"method": "gradcam"}) == ["alpha"]
-    assert writer.relative(tmp_path / "sub" / "c.png") == "sub/c.png"

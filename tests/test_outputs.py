@@ -5,7 +5,7 @@ import pytest
 
 from gradcam.errors import OutputError
 from gradcam.images import InputImage
-from gradcam.outputs import output_paths, prepare_output_dir
+from gradcam.outputs import output_paths, prepare_output_dir, relative_path
 
 
 def test_output_path_cannot_leave_the_folder(tmp_path):
@@ -13,6 +13,11 @@ def test_output_path_cannot_leave_the_folder(tmp_path):
         output_paths(InputImage(tmp_path / "x.jpg", "../../evil.jpg"), tmp_path / "out")
     overlay, npy = output_paths(InputImage(tmp_path / "x.jpg", "sub/x.jpg"), tmp_path / "out", 2, 3)
     assert overlay.name == "x.jpg.top2.png" and npy.name == "x.jpg.top2.npy" and overlay.parent.name == "sub"
+
+
+def test_relative_path_as_manifests_record_it(tmp_path):
+    assert relative_path(tmp_path, tmp_path / "sub" / "c.png") == "sub/c.png"
+    assert relative_path(tmp_path, None) is None
 
 
 def test_output_folder_that_cannot_be_made(tmp_path):
