@@ -1,8 +1,9 @@
 """Graph surgery on the caller's model, which is never changed: the explainer graph
 (images -> [layer activations, pre-softmax class scores]) and the guided-backpropagation graph.
 
-Both are new Keras graphs that *reuse* the caller's layers (and so their weights); only
-the final softmax/sigmoid layer is replaced by a linear copy of it.
+Both are new Keras graphs that *reuse* the caller's layers and their variables, nothing copied,
+so they follow later changes of the caller's weights; the final softmax/sigmoid layer is called
+without its activation, on its own variables.
 """
 from __future__ import annotations
 
@@ -70,23 +71,60 @@ def scores_and_probabilities(raw, head: ScoreHead, binary: bool):
     return raw, raw
 
 
+class _Linear:
+    """Stands in for a layer inside its own ``call``: every attribute is the layer's (its variables
+    included), except ``activation``, which is the identity."""
+
+    def __init__(self, layer):
+        object.__setattr__(self, "_layer", layer)
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    @staticmethod
+    def activation(values):
+        return values
+
+
+_PRE_ACTIVATION: list = []
+
+
+def _pre_activation_class():
+    """The Keras layer class that calls another layer without its activation (made once, lazily)."""
+    if not _PRE_ACTIVATION:
+        tf, keras = import_tf()
+
+        class PreActivation(keras.layers.Layer):
+            """``layer``'s output before its activation, computed by ``layer``'s own ``call`` on its
+            own variables: a later change of the caller's weights (fine-tuning in a notebook) is seen
+            by every graph built here, with nothing copied."""
+
+            def __init__(self, layer, **kwargs):
+                super().__init__(name=f"{layer.name}_pre_activation", **kwargs)
+                self._wrapped = [layer]  # in a list: not tracked as a sub-layer (the weights stay the caller's)
+
+            @tf.autograph.experimental.do_not_convert
+            def call(self, inputs):
+                layer = self._wrapped[0]
+                return type(layer).call(_Linear(layer), inputs)
+
+            def compute_output_shape(self, input_shape):
+                return self._wrapped[0].compute_output_shape(input_shape)
+
+        _PRE_ACTIVATION.append(PreActivation)
+    return _PRE_ACTIVATION[0]
+
+
 def _call_without_activation(layer, *args, **kwargs):
     """Call ``layer`` on symbolic inputs without its activation.
 
-    A separate Softmax/Activation layer is simply skipped (its input is
-    returned); any other layer is called as a copy of it with a linear
-    activation, given a copy of its weights once built.
+    A separate Softmax/Activation layer is simply skipped (its input is returned); any other
+    layer is called through a :class:`PreActivation` wrapper that shares its variables.
     """
     _, keras = import_tf()
     if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
         return args[0]
-    config = dict(layer.get_config())
-    config["activation"] = "linear"
-    config["name"] = f"{layer.name}_pre_activation"
-    twin = type(layer).from_config(config)
-    out = twin(*args, **kwargs)
-    twin.set_weights(layer.get_weights())
-    return out
+    return _pre_activation_class()(layer)(args[0])
 
 
 def build_explainer_model(model, target: LayerInfo, head: ScoreHead, channel_scale=None):
@@ -154,17 +192,16 @@ def build_guided_model(model, head: ScoreHead):
 
     The scores are taken before the final softmax/sigmoid exactly as in
     :func:`build_explainer_model` (``head``), so the guided gradient is
-    d y^c / d x of the pre-softmax score, not of the probability. Separate ReLU
-    layers are replaced by a guided ReLU; layers with a built-in
-    ReLU activation are called as a linear copy (weights copied) followed by
-    the guided ReLU. Other activations are left as they are. The caller's
-    model is not changed; its other layers are shared.
+    d y^c / d x of the pre-softmax score, not of the probability. Every ReLU (separate
+    ReLU layers and layers with a built-in ReLU activation) is followed by a
+    :func:`guided_gate`, which makes it a guided ReLU. Other activations are left as
+    they are. The caller's model is not changed; its layers (and weights) are shared.
     """
     _, keras = import_tf()
 
-    class GuidedReLU(keras.layers.Layer):
+    class GuidedGate(keras.layers.Layer):
         def call(self, inputs):
-            return guided_relu(inputs)
+            return guided_gate(inputs)
 
     def call(layer, *args, **kwargs):
         if isinstance(layer, keras.Model):
@@ -174,26 +211,28 @@ def build_guided_model(model, head: ScoreHead):
         activation = getattr(getattr(layer, "activation", None), "__name__", None)
         is_relu_layer = isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") is None \
             and not layer.get_config().get("negative_slope")
-        if is_relu_layer or (isinstance(layer, keras.layers.Activation) and activation == "relu"):
-            return GuidedReLU()(args[0])
-        if activation == "relu" and not isinstance(layer, keras.layers.Activation):
-            return GuidedReLU()(_call_without_activation(layer, *args, **kwargs))
-        return layer(*args, **kwargs)
+        out = layer(*args, **kwargs)
+        if is_relu_layer or activation == "relu":
+            # the layer's own ReLU passes the gradient where its input is positive; the gate
+            # after it, where the incoming gradient is positive: together, the guided ReLU
+            out = GuidedGate()(out)
+        return out
 
     inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")
     return keras.Model(inputs, _rebuild(model, inputs, call), name="gradcam_guided")
 
 
-def guided_relu(x):
-    """ReLU whose gradient passes only where the input and the incoming gradient are positive
-    (guided backpropagation, Springenberg et al., 2015)."""
+def guided_gate(x):
+    """The identity, whose gradient passes only where the incoming gradient is positive. After a ReLU
+    (whose gradient passes where its input is positive) this makes the guided ReLU of guided
+    backpropagation (Springenberg et al., 2015)."""
     tf, _ = import_tf()
 
     @tf.custom_gradient
-    def _guided(inputs):
+    def _gate(inputs):
         def grad(upstream):
-            return upstream * tf.cast(inputs > 0, upstream.dtype) * tf.cast(upstream > 0, upstream.dtype)
+            return upstream * tf.cast(upstream > 0, upstream.dtype)
 
-        return tf.nn.relu(inputs), grad
+        return tf.identity(inputs), grad
 
-    return _guided(x)
+    return _gate(x)

@@ -6,17 +6,17 @@ import pytest
 from conftest import build_tiny_model, keras, nested_and_flat
 
 from gradcam.cam import Explainer
-from gradcam.graph import find_score_head, guided_relu
+from gradcam.graph import find_score_head, guided_gate
 from gradcam.methods import guided_gradcam_map
 
 
-def test_guided_relu_gradient_by_hand():
+def test_guided_gate_after_relu_is_the_guided_relu_by_hand():
     tf = pytest.importorskip("tensorflow")
     x = tf.constant([-1.0, 2.0, 3.0, 0.5])
     upstream = tf.constant([5.0, -4.0, 2.0, 1.0])
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = guided_relu(x)
+        y = guided_gate(tf.nn.relu(x))
     # forward is ReLU; backward passes only where x > 0 and the upstream gradient > 0
     np.testing.assert_allclose(y.numpy(), [0, 2, 3, 0.5])
     np.testing.assert_allclose(tape.gradient(y, x, output_gradients=upstream).numpy(), [0, 0, 2, 1])
@@ -143,3 +143,28 @@ def test_model_and_input_are_not_mutated():
     np.testing.assert_allclose(after_output.sum(axis=1), 1.0, rtol=1e-5)  # still probabilities
     np.testing.assert_array_equal(before_output, after_output)
     np.testing.assert_array_equal(images, before_images)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided-gradcam", "ablationcam"])
+def test_an_explainer_follows_later_changes_of_the_models_weights(method):
+    """Fine-tuning in a notebook after an explainer was built: the explainer must explain the model as
+    it is now (its score head and guided ReLUs share the caller's variables), equal to a fresh one's."""
+    from conftest import independent_cams
+
+    from gradcam.methods import gradcam_map
+
+    model = build_tiny_model(seed=5)
+    images = np.random.default_rng(5).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    explainer = Explainer(model, layer="last_conv", method=method, batch_size=4)
+    before = explainer.explain_batch(images, 1)
+    for layer, source in zip(model.layers, build_tiny_model(seed=6).layers):  # "fine-tuned" weights
+        for variable, value in zip(layer.weights, source.get_weights()):
+            variable.assign(value * 3.0)
+    after = explainer.explain_batch(images, 1)
+    fresh = Explainer(model, layer="last_conv", method=method, batch_size=4).explain_batch(images, 1)
+    np.testing.assert_allclose(after.probabilities, model.predict(images, verbose=0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(after.cams, fresh.cams, rtol=1e-4, atol=1e-6 * fresh.cams.max())
+    assert not np.allclose(before.probabilities, after.probabilities, rtol=1e-3)
+    if method == "gradcam":  # against an independent computation as well
+        expected, _, _ = independent_cams(model, "last_conv", "predictions", images, [1, 1], gradcam_map)
+        np.testing.assert_allclose(after.cams, expected, rtol=1e-4, atol=1e-6 * expected.max())
