@@ -11,8 +11,10 @@ of ``Explainer.batch_size``.
   weight is the class probability (softmax of the pre-softmax scores) of the masked input.
   ``max_channels`` N keeps the N channels of largest activation standard deviation over
   positions (Faster Score-CAM, tf-keras-vis ``max_N``).
-* Ablation-CAM (Desai & Ramaswamy, 2020): w_k = (y^c - y^c_k) / y^c, the relative drop of
-  the pre-softmax class score when channel k of the layer is zeroed (0 where y^c = 0).
+* Ablation-CAM (Desai & Ramaswamy, 2020): w_k = (y^c - y^c_k) / |y^c|, the relative drop of
+  the pre-softmax class score when channel k of the layer is zeroed (0 where y^c = 0). The paper
+  divides by y^c, which it takes to be positive; |y^c| keeps the sign of the drop for negative
+  scores too (top-k ranks below 1, unlikely classes, class 0 of a sigmoid output).
 
 Either map is ReLU(sum_k w_k A^k) over the channels used (or their first principal
 component with eigen-smooth).
@@ -111,7 +113,7 @@ def _ablation_weights(explainer, image, activations, channels, chosen, scores) -
         scale[np.arange(end - start), channels[start:end]] = 0.0
         ablated = step(tf.constant(np.repeat(image[None], end - start, axis=0)), tf.constant(scale)).numpy()
         drop = original[:, None] - ablated[:, chosen].T.astype(np.float64)
-        weights[:, start:end] = np.divide(drop, original[:, None], out=np.zeros_like(drop),
+        weights[:, start:end] = np.divide(drop, np.abs(original[:, None]), out=np.zeros_like(drop),
                                           where=original[:, None] != 0)
         _progress(explainer, end, len(channels))
     return weights

@@ -76,10 +76,12 @@ def test_scorecam_masks_are_upsampled_at_pixel_centres_and_scaled_after():
 @pytest.mark.parametrize("scale", [1.0, 1e-4])
 @pytest.mark.parametrize("class_index", [0, 1])
 def test_ablationcam_by_hand(scale, class_index):
-    # zeroing channel k removes scale * W[k, c] mean(A^k) from y^c: w_k = scale W[k, c] mean(A^k) / y^c
+    # zeroing channel k removes scale * W[k, c] mean(A^k) from y^c: w_k = scale W[k, c] mean(A^k) / |y^c|
+    # (class 1's score is negative here: dividing by y^c itself would invert the map)
     y = logits(IMAGE, scale)[class_index]
+    assert (y < 0) == (class_index == 1)
     means = IMAGE[..., :2].reshape(-1, 2).mean(axis=0)
-    weights = scale * W[:, class_index] * means / y
+    weights = scale * W[:, class_index] * means / abs(y)
     expected = np.maximum(weights[0] * IMAGE[..., 0] + weights[1] * IMAGE[..., 1], 0)
     explainer = Explainer(linear_model(scale), layer="features", method="ablationcam")
     cams = explainer.explain_batch(IMAGE[None], class_index).cams
