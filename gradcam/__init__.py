@@ -22,7 +22,7 @@ _LAZY = {
     "run": "pipeline", "RunOptions": "pipeline", "Summary": "status",
     "faithfulness_scores": "faithfulness", "Faithfulness": "faithfulness",
     "sanity_check": "sanity", "cascading_randomization": "sanity", "SanityReport": "sanity",
-    "Explainer": "cam", "BatchResult": "cam", "METHODS": "methods",
+    "Explainer": "cam", "BatchResult": "results", "METHODS": "methods",
     "load_classifier": "loading", "Classifier": "loading", "ARCHITECTURES": "names",
     "load_image": "images", "discover_inputs": "images",
     "normalize": "heatmap", "upsample": "heatmap",

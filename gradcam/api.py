@@ -21,6 +21,7 @@ from .errors import UsageError
 from .heatmap import heatmap_at
 from .images import array_to_rgb, load_image, pil_to_rgb, resize_for_model
 from .loading import Classifier, load_classifier
+from .names import DEFAULT_BATCH_SIZE
 from .render import overlay as blend
 from .render import panel, panel_title
 
@@ -125,7 +126,7 @@ def _is_single(images: Any) -> bool:
 
 def explain(model: Any, images: Any, layer: str | None = None, method: str = "gradcam",
             class_index: int | str | Sequence[int] | None = None, top_k: int = 1, *,
-            weights: str = "imagenet", preprocess: str | None = None, batch_size: int = 8,
+            weights: str = "imagenet", preprocess: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
             eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
             extra_tokens: int | None = None):
     """Explain one image or many, in batches.
@@ -145,7 +146,8 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         top_k: explain each image's K most probable classes instead.
         weights: for a model name: ``imagenet`` (downloaded by Keras), ``random`` or a weights file.
         preprocess: a keras.applications preprocessing family or ``none``.
-        batch_size: images per batch (and masked images per pass for Score-CAM/Ablation-CAM).
+        batch_size: model inputs per forward pass: photos, or the masked/ablated copies of one photo
+            for Score-CAM/Ablation-CAM (the command line's ``--batch-size``).
         eigen_smooth, aug_smooth, max_channels, extra_tokens: as the command line's options.
 
     Returns:

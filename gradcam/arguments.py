@@ -9,7 +9,7 @@ import argparse
 from . import __version__
 from .errors import UsageError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from .names import ARCHITECTURES, METHOD_NAMES
+from .names import ARCHITECTURES, DEFAULT_BATCH_SIZE, METHOD_NAMES
 
 SUBCOMMANDS = {
     "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
@@ -91,7 +91,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help="deletion/insertion steps (default: %(default)s)")
     scores.add_argument("--plot", action="store_true", help="save the deletion/insertion curves as NAME.curves.png")
     run = parser.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: %(default)s)")
+    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                     help="model inputs per forward pass: photos, or for scorecam/ablationcam the masked or "
+                          "ablated copies of one photo (default: %(default)s)")
     run.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                      help="refuse images with more pixels than this (default: %(default)s)")
     run.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",

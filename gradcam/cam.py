@@ -7,7 +7,8 @@ method is in :mod:`gradcam.methods`, Score-CAM and Ablation-CAM in :mod:`gradcam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -21,44 +22,19 @@ from .graph import (
     find_score_head,
     scores_and_probabilities,
 )
+from .heatmap import normalize_maps
 from .layers import LayerInfo, resolve_layer, token_grid, tokens_to_grid
 from .loading import Classifier, model_input_size, preprocess_function
-from .methods import PERTURBATION_METHODS, guided_gradcam_map, method_map
-from .names import METHOD_NAMES, did_you_mean
+from .methods import ASSUME_NON_NEGATIVE, GUIDED_METHOD, PERTURBATION_METHODS, guided_gradcam_map, method_map
+from .names import DEFAULT_BATCH_SIZE, METHOD_NAMES, did_you_mean
+from .perturbation import perturbation_maps
+from .results import BatchResult
+
+__all__ = ["BatchResult", "Explainer", "SignedActivationsWarning"]
 
 
-@dataclass
-class BatchResult:
-    """What one compiled step returns, as NumPy, for B images and K ranks (``top_k``).
-
-    ranked_cams: float32 (B, K, h, w), >= 0, not normalised.
-    ranked_class_index: int (B, K) the explained classes of each image.
-    probabilities: float32 (B, C) the model's probabilities (see ScoreHead).
-
-    ``cams``, ``class_index`` and ``probability`` give the first rank: (B, h, w), (B,), (B,).
-    """
-
-    ranked_cams: np.ndarray
-    ranked_class_index: np.ndarray
-    probabilities: np.ndarray
-
-    @property
-    def cams(self) -> np.ndarray:
-        return self.ranked_cams[:, 0]
-
-    @property
-    def class_index(self) -> np.ndarray:
-        return self.ranked_class_index[:, 0]
-
-    @property
-    def ranked_probability(self) -> np.ndarray:
-        """float32 (B, K) probability of each explained class."""
-        return np.take_along_axis(self.probabilities, self.ranked_class_index, axis=1)
-
-    @property
-    def probability(self) -> np.ndarray:
-        """float32 (B,) probability of each image's (first) explained class."""
-        return self.ranked_probability[:, 0]
+class SignedActivationsWarning(UserWarning):
+    """The explained layer has negative activations, which the method's formula does not assume."""
 
 
 class Explainer:
@@ -78,13 +54,14 @@ class Explainer:
         aug_smooth: the mean of the maps over horizontal flip x brightness 1.0/1.1/0.9.
         max_channels: Score-CAM/Ablation-CAM: only the N channels of largest activation variance.
         extra_tokens: a token layer's leading non-patch tokens (default: detected).
-        batch_size: masked or ablated images per forward pass (Score-CAM/Ablation-CAM).
+        batch_size: model inputs per forward pass of the perturbed images (Score-CAM/Ablation-CAM);
+            the same meaning as everywhere: inputs per forward pass.
     """
 
     def __init__(self, model, layer: str | None = None, method: str = "gradcam",
                  preprocess: str | None = None, input_size: tuple[int, int] | None = None, top_k: int = 1,
                  eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
-                 extra_tokens: int | None = None, batch_size: int = 32):
+                 extra_tokens: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
         tf, _ = import_tf()
         if not isinstance(model, Classifier):
             model = Classifier(model, model.name, tuple(input_size or model_input_size(model)), preprocess or "none")
@@ -107,14 +84,17 @@ class Explainer:
         self.num_classes: int = 2 if self._binary else int(score_shape[1])
         self._preprocess = preprocess_function(preprocess or model.preprocess)
         self._deletion_baseline: np.ndarray | None = None
+        self._scorecam_step = self._ablation_step = None  # compiled when first needed
         self.perturbation = method in PERTURBATION_METHODS
-        self._map = None if self.perturbation else method_map(method, eigen_smooth)
+        self._map = None if self.perturbation else method_map("gradcam" if method == GUIDED_METHOD else method,
+                                                              eigen_smooth)
+        self.negative_activations = False  # set once a batch's layer activations had negative values
         if max_channels is not None and max_channels < 1:
             raise UsageError(f"--max-channels must be at least 1, not {max_channels}")
         if not 1 <= top_k <= self.num_classes:
             raise UsageError(f"--top-k must be between 1 and the number of classes ({self.num_classes}), not {top_k}")
         self.top_k = top_k
-        self._guided = build_guided_model(model.model, self.head) if method == "guided-gradcam" else None
+        self._guided = build_guided_model(model.model, self.head) if method == GUIDED_METHOD else None
         height, width = self.input_size
         images_spec = tf.TensorSpec((None, height, width, 3), tf.float32)
         classes_spec = tf.TensorSpec((None, top_k), tf.int32)
@@ -175,7 +155,8 @@ class Explainer:
     def _compute(self, images, classes):
         """images float32 (B, H, W, 3) in [0, 255]; classes int32 (B, K), -1 = ranked.
 
-        Returns cams (B, K, h, w) -- (B, K, H, W) for guided-gradcam --, classes (B, K), probabilities (B, C).
+        Returns cams (B, K, h, w) -- (B, K, H, W) for guided-gradcam --, classes (B, K), probabilities (B, C),
+        and whether any activation is negative.
         """
         tf, _ = import_tf()
         gradient_free = self.method == "eigencam"
@@ -194,7 +175,7 @@ class Explainer:
             if guided is not None:
                 cam = guided_gradcam_map(guided[k], cam)
             cams.append(cam)
-        return tf.stack(cams, axis=1), chosen, probabilities
+        return tf.stack(cams, axis=1), chosen, probabilities, tf.reduce_any(grid < 0)
 
     def _compute_features(self, images, classes):
         """Forward pass only: activations (B, h, w, K), classes (B, K), probabilities (B, C), scores (B, C)."""
@@ -264,24 +245,99 @@ class Explainer:
     def _maps(self, batch: np.ndarray, classes: np.ndarray) -> BatchResult:
         tf, _ = import_tf()
         if self.perturbation:
-            from .perturbation import perturbation_maps
+            result = perturbation_maps(self, self.method, batch, classes, self.max_channels, self.eigen_smooth,
+                                       self.batch_size, self.on_progress)
+        else:
+            cams, chosen, probabilities, negative = self._step(tf.constant(batch), tf.constant(classes))
+            result = BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy(), bool(negative))
+        if result.negative_activations and not self.negative_activations:
+            self.negative_activations = True
+            note = self.signed_note()
+            if note:
+                warnings.warn(note, SignedActivationsWarning, stacklevel=3)
+        return result
 
-            return perturbation_maps(self, batch, classes)
-        cams, chosen, probabilities = self._step(tf.constant(batch), tf.constant(classes))
-        return BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy())
+    def signed_note(self) -> str | None:
+        """What to tell the user when the layer's activations are signed and the method assumes they
+        are not (Grad-CAM++, XGrad-CAM); None otherwise."""
+        if not self.negative_activations or self.method not in ASSUME_NON_NEGATIVE:
+            return None
+        return (f"layer {self.layer_name} has negative activations; {self.method}'s formula assumes "
+                "non-negative (post-ReLU) ones, so its weights are bounded as described in docs/methods.md "
+                "(a layer after a ReLU, or --method gradcam, avoids this)")
 
     def _augmented(self, batch: np.ndarray, plain: BatchResult) -> BatchResult:
         """aug-smooth: the mean of the maps over horizontal flip x brightness 1.0/1.1/0.9, each map
-        brought back to the original frame, all for the classes found on the original images."""
-        total = plain.ranked_cams.astype(np.float64)
+        scaled min-max to [0, 1] (as pytorch-grad-cam does, so no augmentation outweighs another by
+        its brightness) and brought back to the original frame, all for the classes found on the
+        original images. Constant maps count as zeros."""
+        total = normalize_maps(plain.ranked_cams)
+        negative = plain.negative_activations
         for flip in (False, True):
             for brightness in (1.0, 1.1, 0.9):
                 if not flip and brightness == 1.0:
                     continue
                 augmented = np.clip((batch[:, :, ::-1] if flip else batch) * np.float32(brightness), 0, 255)
-                cams = self._maps(np.ascontiguousarray(augmented), plain.ranked_class_index).ranked_cams
+                result = self._maps(np.ascontiguousarray(augmented), plain.ranked_class_index)
+                cams = normalize_maps(result.ranked_cams)
                 total += cams[..., ::-1] if flip else cams
-        return BatchResult((total / 6).astype(np.float32), plain.ranked_class_index, plain.probabilities)
+                negative = negative or result.negative_activations
+        return BatchResult((total / 6).astype(np.float32), plain.ranked_class_index, plain.probabilities, negative)
+
+    # -- the model side of Score-CAM and Ablation-CAM (gradcam.perturbation.PerturbedModel)
+    def features(self, batch: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Forward pass only: activations (B, h, w, n), classes (B, K), probabilities (B, C), scores (B, C)."""
+        tf, _ = import_tf()
+        return tuple(t.numpy() for t in self._features(tf.constant(batch), tf.constant(classes)))
+
+    def masked_probabilities(self, image: np.ndarray, maps: np.ndarray) -> np.ndarray:
+        """Probabilities (n, C) of the photo (H, W, 3) masked in model space by each map (n, h, w),
+        upsampled bilinearly (pixel centres) to the input and scaled min-max to [0, 1]."""
+        tf, _ = import_tf()
+        if self._scorecam_step is None:
+            height, width = self.input_size
+
+            def step(model_input, maps):
+                masks = tf.image.resize(maps[..., None], (height, width), method="bilinear")  # half-pixel centres
+                low = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
+                high = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
+                masks = tf.math.divide_no_nan(masks - low, high - low)
+                _, raw = self._explainer(model_input * masks, training=False)
+                return self._scores_and_probabilities(raw)[1]
+
+            self._scorecam_step = tf.function(step, input_signature=[
+                tf.TensorSpec((1, height, width, 3), tf.float32), tf.TensorSpec((None, None, None), tf.float32)])
+        model_input = self._preprocess(tf.constant(image[None]))
+        return self._scorecam_step(model_input, tf.constant(maps)).numpy()
+
+    def ablated_scores(self, images: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Pre-softmax scores (n, C) of photos (n, H, W, 3), n <= batch_size, with the layer's channels
+        multiplied by ``scale`` (n, channels)."""
+        tf, _ = import_tf()
+        if self._ablation_step is None:
+            height, width = self.input_size
+            channels, rows = int(self.target.output_shape[-1]), self.batch_size
+            scale_variable = tf.Variable(tf.ones((rows, channels)), trainable=False, name="gradcam_ablation_scale")
+            model = build_explainer_model(self.classifier.model, self.target, self.head, scale_variable)
+
+            def step(images, scale):
+                padding = tf.ones((rows - tf.shape(scale)[0], channels))
+                scale_variable.assign(tf.concat([scale, padding], axis=0))
+                _, raw = model(self._preprocess(images), training=False)
+                return self._scores_and_probabilities(raw)[0]
+
+            self._ablation_step = tf.function(step, input_signature=[
+                tf.TensorSpec((None, height, width, 3), tf.float32), tf.TensorSpec((None, channels), tf.float32)])
+        return self._ablation_step(tf.constant(images), tf.constant(scale)).numpy()
+
+    def seconds_per_image(self) -> float:
+        """Estimated seconds to explain one image: one timed batch of forward passes (after a traced
+        one) times :meth:`passes_per_image`."""
+        images = np.zeros((self.batch_size, *self.input_size, 3), np.float32)
+        self.predict(images, batch_size=self.batch_size)  # trace
+        start = time.perf_counter()
+        self.predict(images, batch_size=self.batch_size)
+        return (time.perf_counter() - start) / len(images) * self.passes_per_image()
 
     def deletion_baseline(self) -> np.ndarray:
         """float32 (3,): the RGB pixel value that the model's preprocessing maps to zero.

@@ -141,9 +141,7 @@ def _estimate_cost(explainer, count: int) -> None:
     """Before a long run (Score-CAM, Ablation-CAM, aug-smooth), say what it will take."""
     passes = explainer.passes_per_image()
     if passes > 1:
-        from .perturbation import seconds_per_image
-
-        seconds = seconds_per_image(explainer)
+        seconds = explainer.seconds_per_image()
         smooth = "".join(f" --{name}" for name in ("eigen-smooth", "aug-smooth")
                          if getattr(explainer, name.replace("-", "_")))
         print(f"gradcam: {explainer.method}{smooth} needs about {passes} forward passes per image: about "

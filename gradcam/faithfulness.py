@@ -81,6 +81,10 @@ def blurred(image: np.ndarray, zero: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+#: the scores a manifest record carries whose means over a folder are reported
+MEAN_KEYS = ("deletion_auc", "insertion_auc", "average_drop")
+
+
 @dataclass
 class Faithfulness:
     """Scores of one heatmap.  Curves: probability of the class after each of the N + 1 steps."""
@@ -93,8 +97,8 @@ class Faithfulness:
     increase: bool  # p_kept > p (the "increase in confidence" of Chattopadhay et al.)
 
     def as_record(self) -> dict:
-        return {"deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc,
-                "average_drop": self.average_drop, "increase_in_confidence": self.increase}
+        """The manifest's keys: :data:`MEAN_KEYS` and ``increase_in_confidence``."""
+        return {**{key: getattr(self, key) for key in MEAN_KEYS}, "increase_in_confidence": self.increase}
 
 
 def faithfulness_scores(predict, image: np.ndarray, heatmap: np.ndarray, class_index: int, steps: int = 20,

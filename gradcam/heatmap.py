@@ -39,6 +39,16 @@ def normalize(cam: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False), False
 
 
+def normalize_maps(cams: np.ndarray) -> np.ndarray:
+    """Min-max scale each map of a stack (..., h, w) to [0, 1] on its own, float64; a constant map
+    becomes zeros, and NaN or infinity stays (for :func:`check_finite` to report)."""
+    cams = np.asarray(cams, dtype=np.float64)
+    low = cams.min(axis=(-2, -1), keepdims=True)
+    spread = cams.max(axis=(-2, -1), keepdims=True) - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 0, (cams - low) / np.where(spread > 0, spread, 1.0), np.where(np.isfinite(spread), 0.0, cams))
+
+
 def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Upsample a heatmap to exactly ``shape`` with ``scipy.ndimage.zoom`` (order=1).
 

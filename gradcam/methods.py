@@ -58,17 +58,23 @@ def gradcam_plus_plus_weighted(activations, gradients):
     """Grad-CAM++ (Chattopadhay et al., 2018), closed form for an exponential score.
 
     The paper's alpha_ij^k = g^2 / (2 g^2 + sum_ab A^k_ab g^3) with g = dy/dA^k_ij equals
-    1 / (2 + sum_ab A^k_ab g) wherever g != 0, and only ReLU(g) > 0 positions count, so
-    w_k = sum_ij ReLU(g_ij^k) / (2 + S_k g_ij^k), S_k = sum_ab A^k_ab; map = ReLU(sum_k w_k A^k).
+    1 / (2 + S_k g) wherever g != 0, S_k = sum_ab A^k_ab, and only ReLU(g) > 0 positions count:
+    w_k = sum_ij ReLU(g_ij^k) / (2 + max(S_k g_ij^k, 0)); map = ReLU(sum_k w_k A^k).
+
+    The paper assumes post-ReLU activations (A >= 0), so that S_k g >= 0 wherever g > 0 and
+    alpha lies in (0, 1/2]; there the max changes nothing. On signed activations (a ConvNeXt
+    or LayerNorm layer) S_k g can pass through -2 and the paper's alpha through a pole (weights
+    of +-50 for a tiny change of g); the max keeps alpha in (0, 1/2], its range under the
+    paper's assumption, so the weights stay bounded (|w_k| <= sum ReLU(g) / 2) and continuous.
 
     No epsilon on squares: gradients of 1e-4 (global-average-pooling heads) keep their
-    weights, and scaling the logits scales nothing away. A term whose denominator is
-    exactly 0 counts 0. This is the paper's variant, without normalising alpha over
-    positions (as pytorch-grad-cam; the authors' code and tf-keras-vis also normalise).
+    weights, and scaling the logits scales nothing away. This is the paper's variant, without
+    normalising alpha over positions (as pytorch-grad-cam; the authors' code and tf-keras-vis
+    also normalise).
     """
     tf, _ = import_tf()
     sum_a = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
-    terms = tf.math.divide_no_nan(tf.nn.relu(gradients), 2.0 + sum_a * gradients)
+    terms = tf.nn.relu(gradients) / (2.0 + tf.nn.relu(sum_a * gradients))
     return _scaled(activations, tf.reduce_sum(terms, axis=(1, 2)))
 
 
@@ -84,9 +90,14 @@ def layercam_weighted(activations, gradients):
 
 
 def xgradcam_weighted(activations, gradients):
-    """XGrad-CAM (Fu et al., 2020): w_k A^k with w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy/dA^k_ij."""
+    """XGrad-CAM (Fu et al., 2020): w_k A^k with w_k = sum_ij (A^k_ij / sum_ab |A^k_ab|) dy/dA^k_ij.
+
+    The paper divides by sum_ab A^k_ab, for post-ReLU activations (A >= 0), where that equals
+    sum |A|. On signed activations sum A can pass through zero and the weight through a pole;
+    sum |A| keeps |w_k| <= max |g| (0 for an all-zero channel).
+    """
     tf, _ = import_tf()
-    share = tf.math.divide_no_nan(activations, tf.reduce_sum(activations, axis=(1, 2), keepdims=True))
+    share = tf.math.divide_no_nan(activations, tf.reduce_sum(tf.abs(activations), axis=(1, 2), keepdims=True))
     return _scaled(activations, tf.reduce_sum(share * gradients, axis=(1, 2)))
 
 
@@ -109,16 +120,21 @@ WEIGHTED: dict[str, Callable] = {
     "layercam": layercam_weighted,
     "xgradcam": xgradcam_weighted,
     "counterfactual": counterfactual_weighted,
-    "guided-gradcam": gradcam_weighted,  # times guided backpropagation, at input resolution (Explainer)
     "eigencam": eigencam_weighted,
     "eigengradcam": eigengradcam_weighted,
 }
+
+#: methods whose formulas assume non-negative (post-ReLU) activations: see their docstrings.
+ASSUME_NON_NEGATIVE = frozenset({"gradcam++", "xgradcam"})
 
 #: methods whose map is always the first principal component.
 ALWAYS_EIGEN = frozenset({"eigencam", "eigengradcam"})
 
 #: methods that weight channels by the class score of perturbed inputs (run by the Explainer).
 PERTURBATION_METHODS = ("scorecam", "ablationcam")
+
+#: the method whose Grad-CAM map is multiplied by guided backpropagation (:func:`guided_gradcam_map`).
+GUIDED_METHOD = "guided-gradcam"
 
 
 def method_map(name: str, eigen: bool = False) -> Callable:

@@ -47,6 +47,10 @@ PREPROCESS_FAMILIES: tuple[str, ...] = (
     "densenet", "convnext", "nasnet", "none",
 )
 
+#: model inputs per forward pass (``--batch-size``): photos, or the masked/ablated copies of one photo
+#: for Score-CAM and Ablation-CAM
+DEFAULT_BATCH_SIZE = 8
+
 #: Files every run writes into the output folder.
 MANIFEST_NAME = "manifest.jsonl"
 #: the manifest of shard I of N (``--shard I/N``): one file per shard, so shards never share one

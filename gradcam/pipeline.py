@@ -29,6 +29,7 @@ from .manifest import (
     run_settings,
     settings_by_output,
 )
+from .names import DEFAULT_BATCH_SIZE
 from .outputs import output_paths, prepare_output_dir, relative_path, select_shard
 from .render import DEFAULT_PNG_COMPRESSION, panel_title, render_outputs
 from .status import Summary
@@ -41,7 +42,7 @@ class RunOptions:
     """Settings of one run (the CLI's options)."""
 
     output_dir: Path
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE  # photos per forward pass
     alpha: float = 0.4
     colormap: str = "jet"
     save_npy: bool = False

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .faithfulness import MEAN_KEYS
 from .manifest import latest_records, manifest_paths, shard_of_manifest
-
-FAITHFULNESS_KEYS = ("deletion_auc", "insertion_auc", "average_drop")
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Summary:
         status, first = record["status"], record.get("rank") in (None, 1)
         if status == "ok":
             self.explained += first
-            for key in FAITHFULNESS_KEYS:
+            for key in MEAN_KEYS:
                 if record.get(key) is not None:
                     self.metrics.setdefault(key, []).append(record[key])
         elif status == "skipped":

@@ -96,7 +96,8 @@ def write_photo(path, size=(40, 30), mode="RGB", seed=0, **save_args):
 
 def independent_cams(model, layer_name: str, head_name: str, images, class_index, method, preprocess=None):
     """A class activation map computed without gradcam's explainer: a probe model gives the layer's
-    activations and the input of the softmax Dense head ``head_name``; the logit is formed by hand.
+    activations and the input of the softmax Dense head ``head_name``; the logit is formed by hand;
+    ``method`` maps NumPy (activations, gradients) to maps (see reference.py).
 
     Returns (cams (B, h, w) as NumPy, activations, gradients)."""
     import tensorflow as tf
@@ -111,7 +112,7 @@ def independent_cams(model, layer_name: str, head_name: str, images, class_index
         logits = tf.matmul(features, kernel) + bias
         score = tf.gather(logits, tf.constant(class_index, tf.int32), axis=1, batch_dims=1)
     gradients = tape.gradient(score, activations)
-    return method(activations, gradients).numpy(), activations.numpy(), gradients.numpy()
+    return np.asarray(method(activations.numpy(), gradients.numpy())), activations.numpy(), gradients.numpy()
 
 
 def nested_and_flat(seed=11):

@@ -13,8 +13,10 @@ from conftest import (
     make_images,
 )
 
+from reference import REFERENCE, reference
+
 from gradcam import methods
-from gradcam.cam import Explainer
+from gradcam.cam import Explainer, SignedActivationsWarning
 from gradcam.errors import UsageError
 from gradcam.heatmap import normalize, upsample
 
@@ -113,7 +115,13 @@ def test_class_index_with_top_k_is_refused(tiny_model):
         Explainer(tiny_model, top_k=2).explain_batch(np.zeros((1, 32, 32, 3), np.float32), 1)
 
 
-@pytest.mark.parametrize("method", sorted(set(methods.METHODS) - {"guided-gradcam"}))
+def test_the_references_cover_every_gradient_method():
+    from gradcam.names import METHOD_NAMES
+
+    assert set(REFERENCE) == set(METHOD_NAMES) - set(methods.PERTURBATION_METHODS) - {methods.GUIDED_METHOD}
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCE))
 def test_every_method_on_a_model_equals_its_formula(method):
     """The explainer's wiring (pre-softmax score, layer, batch) for each method, against the method's
     function fed by an independent probe; a BatchNormalization model with a saturated softmax."""
@@ -123,7 +131,7 @@ def test_every_method_on_a_model_equals_its_formula(method):
     dense.set_weights([w * 30 for w in dense.get_weights()])  # saturate the softmax
     images = np.random.default_rng(7).uniform(0, 255, (3, 24, 24, 3)).astype(np.float32)
     classes = np.array([0, 1, 2])
-    expected, _, gradients = independent_cams(model, "relu2", "predictions", images, classes, methods.METHODS[method])
+    expected, _, gradients = independent_cams(model, "relu2", "predictions", images, classes, reference(method))
     result = Explainer(model, layer="relu2", method=method).explain_batch(images, classes)
     assert result.cams.shape == (3, 24, 24)
     assert expected.max() > 0 and np.abs(gradients).max() > 0
@@ -206,8 +214,18 @@ def test_heatmap_peak_lands_on_the_object():
     assert random_hits < 0.5 * len(test_x)
 
 
+def minmax(cams: np.ndarray) -> np.ndarray:
+    """Each map (..., h, w) scaled to [0, 1] on its own (zeros when constant), float64."""
+    cams = cams.astype(np.float64)
+    low = cams.min(axis=(-2, -1), keepdims=True)
+    high = cams.max(axis=(-2, -1), keepdims=True)
+    return np.where(high > low, (cams - low) / np.where(high > low, high - low, 1), 0.0)
+
+
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
-def test_aug_smooth_is_the_mean_over_flips_and_brightness(method):
+def test_aug_smooth_is_the_mean_of_the_normalised_maps_over_flips_and_brightness(method):
+    """As pytorch-grad-cam: each augmentation's map scaled to [0, 1] before the mean, so the brighter
+    copies do not outweigh the darker ones."""
     model = build_tiny_model(seed=43)
     images = np.random.default_rng(43).uniform(0, 250, (2, 32, 32, 3)).astype(np.float32)
     images[0, :4] = 255  # brightness 1.1 must clip at 255
@@ -217,12 +235,64 @@ def test_aug_smooth_is_the_mean_over_flips_and_brightness(method):
     for flip in (False, True):
         for brightness in (1.0, 1.1, 0.9):
             augmented = np.clip((images[:, :, ::-1] if flip else images) * brightness, 0, 255)
-            cams = plain.explain_batch(augmented.astype(np.float32), classes).cams
+            cams = minmax(plain.explain_batch(augmented.astype(np.float32), classes).cams)
             maps.append(cams[..., ::-1] if flip else cams)
     smooth = Explainer(model, method=method, aug_smooth=True).explain_batch(images)
     np.testing.assert_array_equal(smooth.class_index, classes)  # classes found on the originals
-    np.testing.assert_allclose(smooth.cams, np.mean(maps, axis=0), rtol=1e-4, atol=1e-6 * smooth.cams.max())
+    np.testing.assert_allclose(smooth.cams, np.mean(maps, axis=0), rtol=1e-4, atol=1e-5)
     assert not np.allclose(smooth.cams, maps[0])
+
+
+def mirror_symmetric_model(seed: int = 3):
+    """Convolutions whose kernels equal their left-right mirror, then global pooling: the model's
+    map of a mirrored image is the mirror of its map."""
+    k = keras()
+    model = build_tiny_model(seed=seed)
+    for name in ("conv1", "last_conv"):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([(kernel + kernel[:, ::-1]) / 2, bias])
+    assert isinstance(model.get_layer("gap"), k.layers.GlobalAveragePooling2D)
+    return model
+
+
+def test_aug_smooth_on_a_mirror_symmetric_model_brings_flipped_maps_back():
+    model = mirror_symmetric_model()
+    images = np.random.default_rng(8).uniform(0, 200, (2, 32, 32, 3)).astype(np.float32)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    plain = Explainer(model, layer="last_conv")
+    cams = plain.explain_batch(images, 1).cams
+    np.testing.assert_allclose(plain.explain_batch(mirrored, 1).cams[..., ::-1], cams, rtol=1e-4,
+                               atol=1e-6 * cams.max())  # the model is symmetric
+    smooth = Explainer(model, layer="last_conv", aug_smooth=True)
+    smoothed = smooth.explain_batch(images, 1).cams
+    np.testing.assert_allclose(smooth.explain_batch(mirrored, 1).cams[..., ::-1], smoothed, rtol=1e-4, atol=1e-5)
+    # and in the flipped copies' own frame the maps would be mirrored: the flip was undone
+    assert not np.allclose(smoothed, smoothed[..., ::-1], atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "xgradcam"])
+def test_signed_layer_gives_bounded_maps_equal_to_the_reference_and_warns(method):
+    """A BatchNormalization output (signed, as ConvNeXt's or a LayerNorm's): the maps equal the NumPy
+    reference, which keeps the weights bounded, and the explainer warns once."""
+    model = batchnorm_model(seed=9)
+    images = np.random.default_rng(9).uniform(0, 255, (3, 24, 24, 3)).astype(np.float32)
+    classes = np.array([0, 1, 2])
+    expected, activations, _ = independent_cams(model, "bn2", "predictions", images, classes, reference(method))
+    assert activations.min() < 0 < activations.max()
+    explainer = Explainer(model, layer="bn2", method=method)
+    with pytest.warns(SignedActivationsWarning, match="negative activations"):
+        result = explainer.explain_batch(images, classes)
+    assert expected.max() > 0
+    np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-5 * expected.max())
+    assert explainer.signed_note() is not None
+
+
+def test_a_post_relu_layer_gives_no_signed_warning(recwarn):
+    explainer = Explainer(batchnorm_model(seed=9), layer="relu2", method="gradcam++")
+    explainer.explain_batch(np.random.default_rng(9).uniform(0, 255, (2, 24, 24, 3)).astype(np.float32))
+    assert not [w for w in recwarn if issubclass(w.category, SignedActivationsWarning)]
+    assert explainer.signed_note() is None
 
 
 def peak_hits(cams: np.ndarray, centres: np.ndarray) -> int:

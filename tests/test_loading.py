@@ -29,7 +29,7 @@ def test_every_architecture_builds_and_explains(name):
     h, w = classifier.input_size
     images = np.random.default_rng(1).uniform(0, 255, (1, h, w, 3)).astype(np.float32)
     assert explainer.head.kind == "pre-softmax"
-    from gradcam import methods
+    from reference import reference
     from gradcam.loading import preprocess_function
 
     preprocess = preprocess_function(classifier.preprocess)
@@ -38,7 +38,7 @@ def test_every_architecture_builds_and_explains(name):
         assert result.cams.shape == (1, *explainer.target.output_shape[1:3])
         assert 0 <= result.class_index[0] < 1000
         expected, _, _ = independent_cams(classifier.model, explainer.layer_name, classifier.model.layers[-1].name, images,
-                                          result.class_index, methods.METHODS[method], preprocess)
+                                          result.class_index, reference(method), preprocess)
         np.testing.assert_allclose(result.cams, expected, rtol=1e-3, atol=1e-4 * max(expected.max(), 1e-30))
         if expected.max() > 0:
             break

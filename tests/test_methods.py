@@ -179,3 +179,40 @@ def test_eigen_smooth_projects_the_weighted_activations(s):
     np.testing.assert_allclose(out, np.maximum(projection, 0).reshape(2, 2), rtol=1e-4, atol=1e-6 * s)
     plain = methods.METHODS["gradcam"](tf.constant(A), tf.constant(s * G)).numpy()[0]
     assert not np.allclose(out, plain)
+
+
+@settings(max_examples=80, deadline=None)
+@given(log_scale=st.floats(-6, 3), seed=st.integers(0, 10_000), h=st.integers(1, 7), channels=st.integers(1, 12))
+def test_signed_activations_give_bounded_continuous_weights(log_scale, seed, h, channels):
+    """Activations of both signs (ConvNeXt, LayerNorm layers): Grad-CAM++'s and XGrad-CAM's weights
+    stay finite and bounded (|w_k| <= sum ReLU(g) / 2 and <= max |g|), and a change of g by one part in
+    a million moves no weight by more than a few parts in a hundred thousand of that bound."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0.0, 1.0, (1, h, h, channels)).astype(np.float32)
+    g = (10.0**log_scale * rng.normal(0, 1, (1, h, h, channels))).astype(np.float32)
+    nudged = (g * (1 + 1e-6 * rng.normal(0, 1, g.shape))).astype(np.float32)
+    tf = pytest.importorskip("tensorflow")
+    for weighted, bound in ((methods.gradcam_plus_plus_weighted, np.maximum(g, 0).sum(axis=(0, 1, 2)) / 2),
+                            (methods.xgradcam_weighted, np.abs(g).max(axis=(0, 1, 2)))):
+        safe = np.where(a == 0, 1, a)
+        weights = (weighted(tf.constant(a), tf.constant(g)).numpy() / safe)[0, 0, 0]  # w_k A^k / A^k
+        moved = (weighted(tf.constant(a), tf.constant(nudged)).numpy() / safe)[0, 0, 0]
+        assert np.all(np.isfinite(weights))
+        assert np.all(np.abs(weights) <= bound * (1 + 1e-5) + 1e-30)
+        assert np.all(np.abs(moved - weights) <= 1e-4 * bound + 1e-30)
+
+
+def test_gradcam_plus_plus_near_the_papers_pole_by_hand():
+    # one channel, A = (1, -2): S = -1; g = (1.999, 0): the paper's alpha = 1 / (2 + S g) = 1 / 0.001
+    a = np.array([[[[1.0], [-2.0]]]], np.float32)
+    g = np.array([[[[1.999], [0.0]]]], np.float32)
+    out = run(methods.gradcam_plus_plus_map, a=a, g=g)
+    # held: alpha = 1 / (2 + max(-1.999, 0)) = 1/2, w = 1.999 / 2; map = ReLU(w A) = (0.9995, 0)
+    np.testing.assert_allclose(out, [[0.9995, 0.0]], rtol=1e-5)
+
+
+def test_xgradcam_on_a_channel_that_sums_to_zero_by_hand():
+    # A = (1, -1): sum A = 0 (the paper's pole); sum |A| = 2: w = (1 * 3 + -1 * 1) / 2 = 1
+    a = np.array([[[[1.0], [-1.0]]]], np.float32)
+    g = np.array([[[[3.0], [1.0]]]], np.float32)
+    np.testing.assert_allclose(run(methods.xgradcam_map, a=a, g=g), [[1.0, 0.0]], rtol=1e-6)
