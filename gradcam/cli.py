@@ -238,7 +238,7 @@ def _sanity(explainer, items, args, output_dir: Path) -> int:
     print("\n".join(report.lines()))
     write_atomic(output_dir / SANITY_REPORT_NAME, json.dumps(report.as_dict(), indent=2).encode("utf-8"))
     print(f"gradcam: report in {output_dir}/{SANITY_REPORT_NAME}")
-    return EXIT_OK if report.passed else EXIT_FAILED
+    return EXIT_OK if report.passed and not report.failures else EXIT_FAILED
 
 
 def _print_means(label: str, means: dict[str, float]) -> None:

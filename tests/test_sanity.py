@@ -44,7 +44,9 @@ def test_reinitialize_uses_the_layers_own_initializers_seeded():
     bn = model.get_layer("bn1")
     reinitialize(bn, seed=3)
     gamma, beta, mean, variance = bn.get_weights()
-    np.testing.assert_array_equal(gamma, 1) and np.testing.assert_array_equal(beta, 0)
+    # batchnorm_model set trained-like values: gamma in 0.5-1.5, beta ~ N(0, 0.1), mean ~ N(20, 30) ...
+    np.testing.assert_array_equal(gamma, 1)  # ... which the layer's own initializers put back
+    np.testing.assert_array_equal(beta, 0)
     np.testing.assert_array_equal(mean, 0)
     np.testing.assert_array_equal(variance, 1)
     conv = model.get_layer("conv1")
@@ -105,6 +107,7 @@ def test_cli_sanity_pass_fail_and_exit_codes(tmp_path, tiny_model_file, capsys, 
     assert report["passed"] is True and "PASS:" in printed and "FAIL" not in printed
     assert [s["layer"] for s in report["steps"]] == ["predictions", "last_conv", "conv1"]
     assert report["steps"][-1]["rank_correlation"] < 0.5
+    assert report["first_below"] in [s["layer"] for s in report["steps"]]
 
     # built to fail: a "method" whose map is the brightness of the weight-free first layer
     from gradcam import methods
@@ -132,3 +135,57 @@ def test_cli_sanity_non_finite_is_an_error(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "error: sanity check stopped: the heatmap is not finite" in captured.err
     assert "PASS" not in captured.out and "FAIL" not in captured.out and "Traceback" not in captured.err
+
+
+def test_rank_correlation_of_a_constant_map_is_zero_and_constant_is_detected():
+    from gradcam.sanity import is_constant
+
+    assert is_constant(np.zeros((2, 2))) and is_constant(np.full((3, 3), 0.7))
+    assert not is_constant(np.array([[0.0, 1e-6]]))
+
+
+def test_constant_original_maps_are_left_out_and_alone_give_no_verdict():
+    """An image whose original map is constant (correlation undefined) must not count as 'changed':
+    today's verdict would be PASS from correlations set to 0."""
+    from gradcam.sanity import SanityReport
+
+    model = build_tiny_model(seed=12)
+    images = np.random.default_rng(8).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    images[1] = 0.0  # the tiny model's ReLU convolutions give a constant map for a black image ...
+    classes = np.array([0, 1, 2])
+    factory = lambda m: Explainer(m, layer="last_conv")  # noqa: E731
+    original, steps = cascading_randomization(factory, model, images, classes)
+    constant = [i for i in range(3) if np.ptp(original[i]) == 0]
+    assert constant == [1]  # ... as checked here
+    for step in steps:  # only images 0 and 2 are compared
+        assert len(step.per_image) == 2
+    # all images constant: no verdict, whatever the steps say
+    black = np.zeros((2, 32, 32, 3), np.float32)
+    original, steps = cascading_randomization(factory, model, black, np.array([0, 1]))
+    report = SanityReport("last_conv", "gradcam", ["a", "b"], [0, 1], steps, [], ["a", "b"])
+    assert report.passed is None and report.first_below is None
+    assert any(line.startswith("NO VERDICT") for line in report.lines())
+    assert report.as_dict()["passed"] is None
+
+
+def test_report_names_the_first_step_below_the_threshold_and_counts_constant_maps():
+    from gradcam.sanity import SanityReport, SanityStep
+
+    steps = [SanityStep("head", 0.9, [0.9]), SanityStep("conv3", 0.4, [0.4], 1), SanityStep("conv2", 0.6, [0.6]),
+             SanityStep("conv1", 0.1, [0.1], 2)]
+    report = SanityReport("conv3", "gradcam", ["x"], [0], steps, [])
+    assert report.passed is True and report.first_below.layer == "conv3"
+    text = "\n".join(report.lines())
+    assert "first below 0.5 once the layers down to conv3" in text
+    assert "(2 map(s) became constant)" in text and "(1 map(s) became constant)" in text
+    assert report.as_dict()["first_below"] == "conv3"
+
+
+def test_cli_sanity_exits_1_when_an_input_failed(tmp_path, tiny_model_file, capsys):
+    photos = [write_photo(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    code = main(["sanity", "--model", str(tiny_model_file), *map(str, photos), str(bad), "-o", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert "PASS:" in captured.out and f"failed: {bad}" in captured.err
+    assert code == 1
