@@ -9,7 +9,7 @@ import argparse
 from . import __version__
 from .errors import UsageError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from .names import ARCHITECTURES, DEFAULT_BATCH_SIZE, METHOD_NAMES
+from .names import ARCHITECTURES, DEFAULT_BATCH_SIZE, METHOD_NAMES, PERTURBATION_METHOD_NAMES
 
 SUBCOMMANDS = {
     "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
@@ -146,5 +146,46 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-pixels must be at least 1, not {args.max_pixels}")
     if args.class_index is not None and args.class_index < 0:
         raise UsageError(f"class index {args.class_index} is out of range: it cannot be negative")
+    if args.max_channels is not None and args.method not in PERTURBATION_METHOD_NAMES:
+        raise UsageError(f"--max-channels applies to {' and '.join(PERTURBATION_METHOD_NAMES)} only, not to "
+                         f"--method {args.method}")
+    if args.ray_workers is not None and args.ray is None:
+        raise UsageError("--ray-workers applies to runs on Ray only: add --ray")
     from .render import get_colormap
     get_colormap(args.colormap)
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """What can be checked of --model, --weights, --preprocess, --labels and --top-k without loading
+    the model (and TensorFlow): unknown names, missing or broken files, more ranks than the known classes."""
+    from .classes import read_labels
+    from .loading import check_model_request
+
+    check_model_request(args.model, args.weights, args.preprocess)
+    classes = None
+    if args.labels is not None:
+        classes = len(read_labels(args.labels))
+    elif args.model.lower() in ARCHITECTURES:
+        classes = 1000
+    if classes is not None and args.top_k > classes:
+        raise UsageError(f"--top-k must be between 1 and the number of classes ({classes}), not {args.top_k}")
+
+
+def request_of(args: argparse.Namespace) -> dict:
+    """Everything the command line asked for that shapes the outputs, with the identity (size and
+    modification time) of every file it names and the gradcam version: two runs with equal requests
+    make the same outputs, so a rerun can skip up-to-date outputs without loading the model."""
+    from .manifest import describe_file
+
+    model = args.model.lower() if args.model.lower() in ARCHITECTURES else args.model
+    return {
+        "version": __version__, "model": model, "model_file": describe_file(args.model),
+        "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
+        "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
+        "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
+        "max_channels": args.max_channels, "extra_tokens": args.extra_tokens, "class_index": args.class_index,
+        "class_name": args.class_name, "top_k": args.top_k, "alpha": args.alpha, "colormap": args.colormap,
+        "panel": args.panel, "save_npy": args.save_npy, "png_compression": args.png_compression,
+        "max_size": args.max_size, "evaluate": bool(args.evaluate or args.plot),
+        "steps": args.steps if (args.evaluate or args.plot) else None, "plot": args.plot,
+    }

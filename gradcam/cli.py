@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -78,6 +79,8 @@ def _terminate(signum, frame):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .arguments import check_model_options, request_of
+    from .cam import SignedActivationsWarning
     from .layers import describe_layers
     from .loading import load_classifier
 
@@ -91,16 +94,34 @@ def _run(args: argparse.Namespace) -> int:
     check_options(args)
 
     from .images import discover_inputs
-    from .outputs import prepare_output_dir
+    from .outputs import prepare_output_dir, select_shard
     from .pipeline import RunOptions
 
     items = discover_inputs(args.inputs, args.recursive)
     output_dir = Path(args.output)
     prepare_output_dir(output_dir)
+    check_model_options(args)  # no model loaded yet: names, files, --top-k against known classes
     if not items:
         print(f"gradcam: no images found in {', '.join(args.inputs)} "
               f"(add --recursive for sub-folders)", file=sys.stderr)
         return EXIT_FAILED
+    options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
+                         colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
+                         class_index=args.class_index, top_k=args.top_k, panel=args.panel,
+                         evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
+                         max_pixels=args.max_pixels, shard=args.shard, png_compression=args.png_compression,
+                         max_size=args.max_size, request=request_of(args))
+    show_each = not any(Path(p).is_dir() for p in args.inputs)
+    planned = len(select_shard(items, args.shard))
+    shard = f"shard {args.shard[0]}/{args.shard[1]}: {planned} of " if args.shard else ""
+    if args.command != "sanity":
+        from .pipeline import skip_if_up_to_date
+
+        summary = skip_if_up_to_date(items, options, lambda record: _show(record, options.top_k, show_each))
+        if summary is not None:
+            print(f"gradcam: {shard}{len(items)} image(s): every output is up to date (same settings, files as "
+                  "recorded); the model was not loaded")
+            return _report(summary, output_dir, show_each, args)
 
     from .cam import Explainer
 
@@ -109,7 +130,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.class_name is not None:
         from .classes import find_class
 
-        args.class_index = find_class(args.class_name, classifier.class_names, classifier.class_synonyms)
+        args.class_index = options.class_index = find_class(args.class_name, classifier.class_names,
+                                                            classifier.class_synonyms)
     if args.class_index is not None:
         explainer.check_class_index(args.class_index)
     if explainer.head.kind == "output":
@@ -120,21 +142,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "sanity":
         return _sanity(explainer, items, args, output_dir)
     how = "" if args.layer else " (default)"
-    print(f"gradcam: {len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
+    print(f"gradcam: {shard}{len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
           f"method {args.method}, scores {explainer.head.kind}")
-    _estimate_cost(explainer, len(items))
-    options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
-                         colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
-                         class_index=args.class_index, top_k=args.top_k, panel=args.panel,
-                         evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
-                         max_pixels=args.max_pixels, shard=args.shard, png_compression=args.png_compression,
-                         max_size=args.max_size)
-    folders = any(Path(p).is_dir() for p in args.inputs)
-    if args.ray is not None:
-        summary = _run_on_ray(args, items, options, show_each=not folders)
-    else:
-        summary = _run_with_progress(explainer, items, options, show_each=not folders)
-    return _report(summary, output_dir, sharded=args.shard is not None)
+    _estimate_cost(explainer, planned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SignedActivationsWarning)  # said once below, as a note
+        if args.ray is not None:
+            summary = _run_on_ray(args, items, options, show_each)
+        else:
+            summary = _run_with_progress(explainer, items, options, show_each)
+    note = explainer.signed_note()
+    if note:
+        print(f"gradcam: note: {note}", file=sys.stderr)
+    return _report(summary, output_dir, show_each, args)
 
 
 def _estimate_cost(explainer, count: int) -> None:
@@ -170,8 +190,7 @@ def _run_on_ray(args, items, options, show_each: bool):
     loader = {"model": args.model, "weights": args.weights, "preprocess": args.preprocess, "labels": args.labels}
 
     def on_record(record: dict) -> None:
-        if show_each:
-            print(_record_line(record, options.top_k))
+        _show(record, options.top_k, show_each)
 
     return run_on_ray(items, options, loader, _explainer_options(args), args.ray or None, args.ray_workers, on_record,
                       verbose=args.verbose)
@@ -187,8 +206,7 @@ def _run_with_progress(explainer, items, options, show_each: bool):
         def on_record(record: dict) -> None:
             if record["rank"] in (None, 1):  # count inputs, not the top-k records of each
                 bar.update(1)
-            if show_each:
-                print(_record_line(record, options.top_k))
+            _show(record, options.top_k, show_each)
         return run(explainer, items, options, on_record=on_record)
 
 
@@ -211,6 +229,12 @@ def _passes_bar(explainer):
             yield
         finally:
             explainer.on_progress = None
+
+
+def _show(record: dict, top_k: int, show_each: bool) -> None:
+    """Print a record's line when inputs were named one by one (not for folders)."""
+    if show_each:
+        print(_record_line(record, top_k))
 
 
 def _record_line(record: dict, top_k: int = 1) -> str:
@@ -248,29 +272,35 @@ def _print_means(label: str, means: dict[str, float]) -> None:
                                                  for key, value in means.items()))
 
 
-def _report(summary, output_dir: Path, sharded: bool = False) -> int:
-    if summary.failures and summary.failed <= 20 and summary.total > 1:
+def _report(summary, output_dir: Path, show_each: bool, args: argparse.Namespace) -> int:
+    """Print the summary (and the failures not yet printed one by one); the exit status."""
+    if summary.failures and summary.failed <= 20 and not show_each:
         for path, reason in summary.failures:
             print(f"failed: {path}: {reason}", file=sys.stderr)
-    stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else ""
+    for error in (summary.stopped, summary.gallery_error):
+        if error:
+            print(f"gradcam: error: {error}", file=sys.stderr)
+    stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else \
+        f" (stopped after {summary.done} of {summary.total})" if summary.stopped else ""
     redone = ""
     if summary.redone:
         why = ", ".join(f"{reason} ({count})" if count != summary.redone else reason
                         for reason, count in summary.redo_reasons.most_common())
         redone = f" ({summary.redone} redone: outputs existed, made with other settings or incomplete: {why})"
+    sharded = args.shard is not None
     manifest = "manifest.shard-*.jsonl" if sharded else MANIFEST_NAME
     print(f"gradcam: {summary.explained} explained{redone}, {summary.skipped} skipped, {summary.failed} failed"
           f"{stopped}; outputs in {output_dir}/ ({manifest}, {GALLERY_NAME})")
-    _print_means("faithfulness means", summary.means())
-    if sharded:  # the folder as a whole, every shard's manifest read
-        from .status import faithfulness_means, folder_status
+    from .status import faithfulness_means, folder_status
 
+    if args.evaluate or args.plot:  # the folder's means: the images explained earlier count too
+        _print_means("faithfulness means over the output folder", faithfulness_means(output_dir))
+    if sharded:  # the folder as a whole, every shard's manifest read
         status = folder_status(output_dir)
         ok, skipped, failed = status.totals()
         missing = ", ".join(f"{i}/{n}" for i, n in status.missing)
         print(f"gradcam: all shards in {output_dir}: {ok} explained, {skipped} skipped, {failed} failed"
               + (f"; no manifest yet from shard(s) {missing}" if missing else ""))
-        _print_means("faithfulness means over all shards", faithfulness_means(output_dir))
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return EXIT_FAILED if summary.failed or summary.stopped or summary.gallery_error else EXIT_OK

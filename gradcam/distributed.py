@@ -14,11 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import OutputError, UsageError
 from .images import InputImage
-from .manifest import ManifestWriter, manifest_name, settings_by_output
+from .manifest import ManifestWriter, end_record, manifest_name, start_record, trusted_outputs
 from .outputs import prepare_output_dir, select_shard
-from .pipeline import RunOptions, Summary
+from .pipeline import RunOptions, Summary, new_run_id, write_gallery_safely
 
 
 #: model batches per actor call
@@ -50,7 +50,7 @@ class ExplainWorker:
         self.options = RunOptions(**{**run_options, "output_dir": Path(run_options["output_dir"]),
                                      "write_manifest": False, "shard": None})
         # what earlier runs made, read once per actor (not once per call: a folder of millions of records)
-        self.previous = {} if self.options.overwrite else settings_by_output(self.options.output_dir)
+        self.previous = {} if self.options.overwrite else trusted_outputs(self.options.output_dir)
 
     def __call__(self, batch: dict) -> dict:
         from .pipeline import run
@@ -111,21 +111,28 @@ def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, expla
                                                   "run_options": run_options},
             batch_size=per_call, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0, num_cpus=cpus)
+        from . import __version__
+
         summary = Summary(total=len(todo))
+        run_id = new_run_id()  # one id for the run: the driver stamps every actor's records with it
         manifest = ManifestWriter(options.output_dir, manifest_name(options.shard))
         try:
+            manifest.write(start_record(run_id, len(todo), options.shard, __version__))
             for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-                for line in batch["record"]:
-                    record = json.loads(str(line))
+                records = [dict(json.loads(str(line)), run=run_id) for line in batch["record"]]
+                manifest.write_many(records)
+                for record in records:
                     summary.count(record)
-                    manifest.write(record)
                     if on_record is not None:
                         on_record(record)
+            manifest.write(end_record(run_id, summary.explained, summary.skipped, summary.failed))
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except OutputError as exc:
+            summary.stopped = str(exc)
         finally:
             manifest.close()
-            from .gallery import write_gallery
-
-            write_gallery(options.output_dir)
+            write_gallery_safely(options.output_dir, summary)
         return summary
     finally:
         if started_here:

@@ -6,6 +6,7 @@ lines of plain JavaScript sort and filter the grid).
 from __future__ import annotations
 
 import html
+from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,8 +15,12 @@ from .names import GALLERY_NAME
 from .render import write_atomic
 
 
-def _caption(record: dict) -> str:
+def _caption(record: dict, shared_names: frozenset = frozenset()) -> str:
+    """'cat.jpg · tabby (53.2%) · block5_conv4 · gradcam'; an input whose file name another input
+    shares is named by its output path instead (``a/cat.jpg``, ``b/cat.jpg``)."""
     name = Path(record.get("input") or "?").name
+    if name in shared_names and record.get("overlay"):
+        name = _output_name(record)
     if record.get("class_name") is None and record.get("class_index") is None:
         return f"{name} (result from an earlier run)"
     probability = record.get("probability")
@@ -23,6 +28,15 @@ def _caption(record: dict) -> str:
     rank = f" · top {record['rank']}" if (record.get("rank") or 1) > 1 else ""
     method = f" · {record['method']}" if record.get("method") else ""
     return f"{name} · {_class_label(record)} ({p}){rank} · {record.get('layer')}{method}"
+
+
+def _output_name(record: dict) -> str:
+    """The input's path inside the output folder: its overlay's path without the output suffix."""
+    overlay = str(record["overlay"])
+    for suffix in (f".top{record.get('rank')}.png", ".png"):
+        if overlay.endswith(suffix):
+            return overlay[: -len(suffix)]
+    return overlay
 
 
 def _class_label(record: dict) -> str:
@@ -39,6 +53,8 @@ def render_gallery(records: list[dict]) -> str:
     failed = [r for r in records if r.get("status") == "error"]
     shown.sort(key=lambda r: (r.get("input") or "", r.get("rank") or 1))
     classes = sorted({_class_label(r) for r in shown} - {""})
+    names = Counter(Path(r.get("input") or "?").name for r in shown if (r.get("rank") or 1) == 1)
+    shared = frozenset(name for name, count in names.items() if count > 1)
     cards = []
     for r in shown:
         href = quote(r["overlay"])
@@ -48,7 +64,7 @@ def render_gallery(records: list[dict]) -> str:
             f'<figure data-class="{html.escape(label)}" data-p="{probability}" data-name="{html.escape(r["input"])}">'
             f'<a href="{href}"><img src="{href}" alt="{html.escape(label)}" loading="lazy" '
             f'onload="this.dataset.state=\'loaded\'" onerror="this.dataset.state=\'broken\'"></a>'
-            f"<figcaption>{html.escape(_caption(r))}</figcaption></figure>"
+            f"<figcaption>{html.escape(_caption(r, shared))}</figcaption></figure>"
         )
     failures = "".join(f"<li><code>{html.escape(r.get('input') or '?')}</code>: {html.escape(r.get('error') or '')}</li>"
                        for r in failed)

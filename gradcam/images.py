@@ -139,6 +139,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, as the caller asked
     try:
+        if os.path.getsize(path) == 0:
+            raise ImageError("empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
@@ -156,8 +161,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 rgb = pil_to_rgb(upright)
     except ImageError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"image is too large ({_describe(exc)}); raise the limit with --max-pixels") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image is too large: {_pixels(path)}more than the limit of {max_pixels:,} pixels "
+                         "(raise it with --max-pixels)") from None
     except MemoryError:
         raise ImageError("not enough memory to decode this image") from None
     except Exception as exc:  # Pillow raises many types for bad files
@@ -165,6 +171,24 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if rgb.shape[0] * rgb.shape[1] > max_pixels:
         raise ImageError(f"image is too large: more than {max_pixels:,} pixels")
     return rgb
+
+
+def _pixels(path) -> str:
+    """'WxH pixels is ' from the image's header, or '' when even that cannot be read."""
+    from PIL import Image
+
+    try:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as image:
+                    width, height = image.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    except Exception:
+        return ""
+    return f"{width}x{height} pixels is "
 
 
 def _has_orientation(image) -> bool:

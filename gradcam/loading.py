@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -72,9 +73,8 @@ def load_classifier(
         UsageError: unknown model name, missing file.
         WeightsError: weights that cannot be downloaded or loaded.
     """
+    check_model_request(model, weights, preprocess)
     _, keras = import_tf(verbose)
-    if preprocess is not None and preprocess not in PREPROCESS_FAMILIES:
-        raise UsageError(_unknown("preprocessing", preprocess, PREPROCESS_FAMILIES))
     key = model.lower()
     if key in ARCHITECTURES:
         arch = ARCHITECTURES[key]
@@ -85,8 +85,6 @@ def load_classifier(
             classifier.notes.append("random weights: the heatmaps show nothing about a trained model")
     else:
         path = Path(model)
-        if not path.suffix and not path.exists():
-            raise UsageError(_unknown("model", model, list(ARCHITECTURES)) + " (or give a .keras/.h5 file)")
         loaded = load_model_file(path)
         classifier = Classifier(loaded, str(path), model_input_size(loaded), preprocess or "none", None)
     if labels is not None:
@@ -95,9 +93,34 @@ def load_classifier(
     return classifier
 
 
+def check_model_request(model: str, weights: str = "imagenet", preprocess: str | None = None) -> None:
+    """What can be checked of a model, its weights and preprocessing without TensorFlow: unknown
+    names, missing files, files that are no model.
+
+    Raises:
+        UsageError: an unknown model or preprocessing name, a missing model or weights file.
+        WeightsError: a model file that is empty or not a Keras model file.
+    """
+    if preprocess is not None and preprocess not in PREPROCESS_FAMILIES:
+        raise UsageError(_unknown("preprocessing", preprocess, PREPROCESS_FAMILIES))
+    if model.lower() in ARCHITECTURES:
+        if weights not in ("imagenet", "random") and not Path(weights).is_file():
+            raise UsageError(f"weights file not found: {weights} (use --weights imagenet, random, or a file)")
+        return
+    path = Path(model)
+    if not path.suffix and not path.exists():
+        raise UsageError(_unknown("model", model, list(ARCHITECTURES)) + " (or give a .keras/.h5 file)")
+    check_model_file(path)
+
+
+#: the seed of ``--weights random``: two runs give the same untrained model, so the same maps
+RANDOM_WEIGHTS_SEED = 0
+
+
 def _load_application(keras, key: str, arch: Architecture, weights: str):
     constructor = getattr(keras.applications, arch.constructor)
     if weights == "random":
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # Keras draws initial weights from its global seed
         return constructor(weights=None)
     if weights == "imagenet":
         try:
@@ -114,20 +137,79 @@ def _load_application(keras, key: str, arch: Architecture, weights: str):
                 f"with --weights PATH/{file}, or put it in ~/.keras/models/"
             ) from None
     path = Path(weights)
+    model = constructor(weights=None)
+    load_weights_file(model, path, key)
+    return model
+
+
+_LAYER_NAME = re.compile(r"name=([^,>\s]+)")
+
+
+def load_weights_file(model, path: Path, model_name: str) -> None:
+    """Load a weights file into ``model``, quietly; a file that does not fit is one line that says
+    which file, which model and how many weight tensors did not fit.
+
+    Raises:
+        WeightsError: the file cannot be read, or some of its weights do not fit the model (Keras
+            would otherwise warn once per layer, or leave layers with their initial weights).
+    """
+    total = len(model.weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(str(path))
+            error = None
+        except Exception as exc:  # Keras raises ValueError, OSError, KeyError... for files that do not fit
+            error = exc
+    skipped = [w for w in caught if "could not be loaded" in str(w.message) or "Skipping" in str(w.message)
+               or "freshly-initialized" in str(w.message)]
+    if error is None and not skipped:
+        return
+    names = set(_LAYER_NAME.findall(str(error))) if error is not None else set()
+    names |= {name for w in skipped for name in _LAYER_NAME.findall(str(w.message))}
+    layers = {layer.name: layer for layer in _all_layers(model)}
+    misfits = sum(len(layers[name].weights) for name in names if name in layers)
+    if misfits:
+        how = f"{misfits} of its {total} weight tensors do not fit"
+    elif error is not None:
+        how = f"the file does not fit ({first_line(error, 120)})"
+    else:
+        how = f"{len(skipped)} part(s) of the model found no weights in the file"
+    raise WeightsError(f"cannot load weights from {path} into {model_name}: {how} "
+                       "(is it a weights file of another architecture?)")
+
+
+def _all_layers(model) -> list:
+    """Every layer of a model, nested models' layers included."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if hasattr(layer, "layers"):
+            found.extend(_all_layers(layer))
+    return found
+
+
+def check_model_file(path: Path) -> None:
+    """Raise a one-line error for a model path that is no model file: missing, empty, or neither a
+    .keras zip nor an HDF5 file (read from its first bytes, before Keras sees it)."""
     if not path.is_file():
-        raise UsageError(f"weights file not found: {weights} (use --weights imagenet, random, or a file)")
+        raise UsageError(f"model file not found: {path}")
     try:
-        return constructor(weights=str(path))
-    except Exception as exc:
-        raise WeightsError(f"cannot load weights from {weights} into {key}: {first_line(exc)}") from None
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise WeightsError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise WeightsError(f"cannot load model {path}: empty file")
+    if not (head.startswith(b"PK") or head == b"\x89HDF\r\n\x1a\n"):
+        raise WeightsError(f"cannot load model {path}: not a Keras model file (a .keras zip or an HDF5 .h5 file)")
 
 
 def load_model_file(path: str | Path):
     """Load a saved ``.keras`` or ``.h5`` model, never executing code from it (``safe_mode``)."""
     _, keras = import_tf()
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"model file not found: {path}")
+    check_model_file(path)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:

@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from .errors import OutputError
 from .names import MANIFEST_NAME, SHARD_MANIFEST_PATTERN
 
 try:
@@ -49,18 +50,19 @@ def shard_of_manifest(path: Path) -> tuple[int, int] | None:
 
 
 def read_records(source: Path) -> list[dict]:
-    """Every record of a manifest file in order, or of every manifest of a folder (ordered by the runs'
-    start times, file order within a run); a line cut short by a kill is left out."""
+    """Every record of a manifest file in the order written, or of every manifest of a folder in the
+    order written (by each record's folder-wide sequence number ``seq``; records of older manifests
+    without one come first, in file order). A line cut short by a kill is left out."""
     source = Path(source)
     if source.is_dir():
         records = [record for path in manifest_paths(source) for record in read_records(path)]
-        return sorted(records, key=lambda record: str(record.get("run") or ""))
+        return sorted(records, key=lambda record: (isinstance(record.get("seq"), int), record.get("seq") or 0))
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
+        text = source.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     records = []
-    for line in lines:
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -70,11 +72,16 @@ def read_records(source: Path) -> list[dict]:
     return records
 
 
+def input_records(records: list[dict]) -> list[dict]:
+    """The records about inputs, without a run's start and end records."""
+    return [record for record in records if "input" in record]
+
+
 def latest_records(source: Path) -> list[dict]:
     """The newest record per (input, rank) in a manifest or a folder's manifests; a later "skipped"
     keeps the earlier result it skipped."""
     latest: dict[tuple, dict] = {}
-    for record in read_records(source):
+    for record in input_records(read_records(source)):
         key = (record.get("input"), record.get("rank") or 1)
         earlier = latest.get(key)
         if record.get("status") == "skipped" and earlier and earlier.get("status") == "ok":
@@ -83,24 +90,49 @@ def latest_records(source: Path) -> list[dict]:
     return list(latest.values())
 
 
-def settings_by_output(source: Path) -> dict[str, dict]:
-    """Overlay path (relative to OUTPUT) -> the settings recorded by the newest record that made or
-    kept it ("ok" or "skipped"), in a manifest or a folder's manifests; outputs recorded without
-    settings are left out."""
+def trusted_outputs(source: Path) -> dict[str, dict]:
+    """Overlay path (relative to OUTPUT) -> the newest record that made or kept it ("ok" or
+    "skipped"), in a manifest or a folder's manifests. An overlay whose newest mention is an error
+    record that may have touched it (``touched``) is left out: it must be made again."""
     found: dict[str, dict] = {}
-    for record in read_records(source):
+    for record in input_records(read_records(source)):
         if record.get("status") in ("ok", "skipped") and record.get("overlay"):
-            settings = record.get("settings")
-            if isinstance(settings, dict):
-                found[record["overlay"]] = settings
-            else:
-                found.pop(record["overlay"], None)
+            found[record["overlay"]] = record
+        for path in record.get("touched") or ():
+            found.pop(path, None)
     return found
+
+
+def file_identity(path: Path) -> dict | None:
+    """{"size", "mtime_ns"} of a file as it is now; None when it does not exist."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def files_unchanged(output_dir: Path, files: dict | None) -> bool:
+    """True when every file a record lists (relative path -> identity) is there as recorded."""
+    if not isinstance(files, dict) or not files:
+        return False
+    return all(file_identity(Path(output_dir) / name) == identity for name, identity in files.items())
 
 
 def changed_settings(old: dict, new: dict) -> list[str]:
     """Names of the settings whose values differ, in ``new``'s order."""
     return [key for key in new if old.get(key) != new[key]] + [key for key in old if key not in new]
+
+
+def start_record(run_id: str, planned: int, shard: tuple[int, int] | None, version: str) -> dict:
+    """The record a run writes before its first input: how many inputs it plans to record."""
+    return {"event": "start", "run": run_id, "planned": planned, "shard": list(shard) if shard else None,
+            "version": version}
+
+
+def end_record(run_id: str, explained: int, skipped: int, failed: int) -> dict:
+    """The record a run writes once every planned input has its record."""
+    return {"event": "end", "run": run_id, "explained": explained, "skipped": skipped, "failed": failed}
 
 
 def new_record(input_path, status: str, run_id: str, **values) -> dict:
@@ -119,13 +151,17 @@ def run_settings(explainer, options) -> dict:
     :class:`~gradcam.cam.Explainer` and :class:`~gradcam.pipeline.RunOptions` in, a JSON-ready dict out.
 
     A rerun skips an output only when these are equal; a model or weights file
-    is identified by its path, size and modification time, class names by a digest.
+    is identified by its path, size and modification time, class names by a digest, and the
+    gradcam version is included, so that a new release makes its maps again.
     """
+    from . import __version__
+
     classifier = explainer.classifier
     names = classifier.class_names
     return {
-        "model": classifier.name, "model_file": _file_identity(classifier.name),
-        "weights": classifier.weights, "weights_file": _file_identity(classifier.weights),
+        "version": __version__,
+        "model": classifier.name, "model_file": describe_file(classifier.name),
+        "weights": classifier.weights, "weights_file": describe_file(classifier.weights),
         "preprocess": classifier.preprocess, "input_size": list(explainer.input_size),
         "layer": explainer.layer_name, **explainer.options(),
         "class_index": options.class_index, "top_k": options.top_k,
@@ -136,7 +172,7 @@ def run_settings(explainer, options) -> dict:
     }
 
 
-def _file_identity(name: str | None) -> str | None:
+def describe_file(name: str | None) -> str | None:
     """'SIZE bytes, mtime NS' for an existing file, else None."""
     if not name:
         return None
@@ -147,29 +183,77 @@ def _file_identity(name: str | None) -> str | None:
     return f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}" if os.path.isfile(name) else None
 
 
-class ManifestWriter:
-    """Appends one JSON line per record to a manifest in the output folder.
+#: the folder's record counter (``seq``), and the lock that serialises every manifest write in it
+SEQUENCE_NAME = ".gradcam-sequence"
 
-    Each line is one ``write`` on a file opened for appending, under an exclusive ``flock``, so two
-    processes writing into the same manifest never interleave or cut each other's lines.
+
+class ManifestWriter:
+    """Appends JSON lines to a manifest in the output folder.
+
+    Every write takes an exclusive ``flock`` on the folder's sequence file, so the processes
+    writing into one folder (shards, reruns, machines on a shared file system) never interleave or
+    cut each other's lines, and each record gets the next folder-wide sequence number ``seq``:
+    the order in which records were written, whatever the machines' clocks say. A line left
+    unterminated by a killed writer is ended first; a write that fails (disk full) is truncated
+    back and raised as :class:`~gradcam.errors.OutputError`. Each write is fsynced.
     """
 
     def __init__(self, output_dir: Path, name: str = MANIFEST_NAME):
         self.output_dir = Path(output_dir).resolve()
         self.path = self.output_dir / name
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            self._lock_fd = os.open(self.output_dir / SEQUENCE_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError(f"cannot write the manifest {self.path}: {exc.strerror or exc}") from None
 
     def write(self, record: dict) -> None:
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        self.write_many([record])
+
+    def write_many(self, records: list[dict]) -> None:
+        """Append ``records`` (each given its ``seq``, in place) in one write and one fsync."""
+        if not records:
+            return
         if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            first = self._read_sequence() + 1
+            for offset, record in enumerate(records):
+                record["seq"] = first + offset
+            data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+            self._append(data)
+            self._write_sequence(first + len(records) - 1)
+        finally:
+            if fcntl is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _append(self, data: bytes) -> None:
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # a line cut short by a killed writer: end it, so this record stands alone
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
-        finally:
-            if fcntl is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.fsync(self._fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError:
+                pass
+            raise OutputError(f"cannot write the manifest {self.path}: {exc.strerror or exc}") from None
+
+    def _read_sequence(self) -> int:
+        text = os.pread(self._lock_fd, 32, 0).decode("ascii", errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+
+    def _write_sequence(self, value: int) -> None:
+        data = f"{value:020d}\n".encode("ascii")
+        try:
+            os.pwrite(self._lock_fd, data, 0)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.output_dir / SEQUENCE_NAME}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         os.close(self._fd)
+        os.close(self._lock_fd)

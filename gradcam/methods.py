@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ._tf import import_tf
+from .names import PERTURBATION_METHOD_NAMES
 
 
 def combine(weighted, eigen: bool = False):
@@ -131,7 +132,7 @@ ASSUME_NON_NEGATIVE = frozenset({"gradcam++", "xgradcam"})
 ALWAYS_EIGEN = frozenset({"eigencam", "eigengradcam"})
 
 #: methods that weight channels by the class score of perturbed inputs (run by the Explainer).
-PERTURBATION_METHODS = ("scorecam", "ablationcam")
+PERTURBATION_METHODS = PERTURBATION_METHOD_NAMES
 
 #: the method whose Grad-CAM map is multiplied by guided backpropagation (:func:`guided_gradcam_map`).
 GUIDED_METHOD = "guided-gradcam"

@@ -40,6 +40,9 @@ METHOD_NAMES: tuple[str, ...] = (
     "eigencam", "eigengradcam", "scorecam", "ablationcam",
 )
 
+#: the methods that weight channels by perturbing the input (gradcam.methods.PERTURBATION_METHODS)
+PERTURBATION_METHOD_NAMES: tuple[str, ...] = ("scorecam", "ablationcam")
+
 #: ``--preprocess`` names: keras.applications modules with a ``preprocess_input``.
 PREPROCESS_FAMILIES: tuple[str, ...] = (
     "vgg16", "vgg19", "resnet", "resnet_v2", "mobilenet", "mobilenet_v2", "mobilenet_v3",

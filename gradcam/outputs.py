@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -46,13 +47,16 @@ def select_shard(items: Iterable[InputImage], shard: tuple[int, int] | None) -> 
 
 
 def prepare_output_dir(output_dir: Path) -> None:
-    """Create the output folder and prove it is writable, before any model is loaded."""
+    """Create the output folder and prove it is writable (with a probe file of a unique name, which
+    two machines sharing the folder cannot both pick), before any model is loaded."""
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"the output folder {output_dir} is a file, not a folder: name another with -o")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".gradcam-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".gradcam-write-test-", dir=output_dir)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OutputError(f"cannot write to output folder {output_dir}: {reason}") from None

@@ -21,13 +21,18 @@ from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
 from .heatmap import check_finite, heatmap_at
 from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model, photo_bytes
+from .errors import OutputError
 from .manifest import (
     ManifestWriter,
     changed_settings,
+    end_record,
+    file_identity,
+    files_unchanged,
     manifest_name,
     new_record,
     run_settings,
-    settings_by_output,
+    start_record,
+    trusted_outputs,
 )
 from .names import DEFAULT_BATCH_SIZE
 from .outputs import output_paths, prepare_output_dir, relative_path, select_shard
@@ -58,6 +63,8 @@ class RunOptions:
     max_size: int | None = None  # cap the overlay's (and .npy's) longer side; None: the photo's own size
     shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
+    request: dict | None = None  # what was asked for (the command line's options, files' identities): lets a
+    # rerun whose outputs are all up to date skip them without loading the model (see skip_if_up_to_date)
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
 
 
@@ -88,17 +95,18 @@ class _FolderRun:
         self.options = options
         self.on_record = on_record
         self.summary = Summary(total=total)
-        self.run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.run_id = new_run_id()
         self.batch_size = max(1, options.batch_size)
         self.settings = run_settings(explainer, options)
         self.common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
         prepare_output_dir(options.output_dir)
         if options.overwrite:
             previous = {}
-        self.previous = settings_by_output(Path(options.output_dir)) if previous is None else previous
+        self.previous = trusted_outputs(Path(options.output_dir)) if previous is None else previous
         self.manifest = ManifestWriter(options.output_dir, manifest_name(options.shard)) \
             if options.write_manifest else None
         self.root = Path(options.output_dir).resolve()
+        self.common["request"] = options.request
         self.decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-decode")
         self.render_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="gradcam-render")
         self.decoding: collections.deque[tuple[InputImage, Future, int]] = collections.deque()
@@ -114,44 +122,29 @@ class _FolderRun:
         if self.on_record is not None:
             self.on_record(record)
 
-    def _error(self, item: InputImage, message: str, rank: int | None = None) -> None:
+    def _error(self, item: InputImage, message: str, rank: int | None = None, touched: list | None = None) -> None:
+        """An error record; ``touched``: the outputs (relative paths) a failed write may have replaced."""
         self._emit(new_record(item.path, "error", self.run_id, error=message, rank=rank, settings=self.settings,
-                           **self.common))
+                              touched=touched or None, **self.common))
 
     # -- stage 1: skip, redo or explain
     def plan(self, item: InputImage) -> None:
-        """Skip an input whose outputs all exist and were made with these settings; otherwise
-        queue it for decoding (counting it as redone when some of its outputs existed)."""
+        """Skip an input whose outputs all exist as recorded by a record made with these settings;
+        otherwise queue it for decoding (counting it as redone when some of its outputs existed)."""
         options = self.options
-        ranked = [output_paths(item, options.output_dir, k + 1, options.top_k) for k in range(options.top_k)]
-        wanted = [path for overlay_path, npy_path in ranked
-                  for path in [overlay_path] + ([npy_path] if options.save_npy else [])]
-        existing = [path.exists() for path in wanted]
-        if not options.overwrite and any(existing):
-            reasons = self._redo_reasons([relative_path(self.root, overlay_path) for overlay_path, _ in ranked])
-            if all(existing) and not reasons:
-                for k, (overlay_path, npy_path) in enumerate(ranked):
-                    self._emit(new_record(item.path, "skipped", self.run_id,
-                                          overlay=relative_path(self.root, overlay_path),
-                                          heatmap=relative_path(self.root, npy_path) if options.save_npy else None,
-                                          rank=k + 1, settings=self.settings, **self.common))
-                return
+        decision = _resume_decision(item, options, self.root, self.previous, self.settings)
+        if decision.skip:
+            for k, trusted in enumerate(decision.trusted):
+                self._emit(_skipped_record(item, trusted, self.run_id, k + 1))
+            return
+        if decision.reasons:
             self.summary.redone += 1
-            self.summary.redo_reasons.update(reasons or ["some outputs missing"])
+            self.summary.redo_reasons.update(decision.reasons)
         future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size, options.max_pixels,
                                          options.max_size)
         self.decoding.append((item, future, photo_bytes(item.path)))
         self._take_decoded(2 * self.batch_size)
         self._relieve()
-
-    def _redo_reasons(self, overlays: list[str]) -> list[str]:
-        """Why existing outputs must be made again: the settings that changed, or that none were recorded."""
-        reasons: list[str] = []
-        for overlay_path in overlays:
-            old = self.previous.get(overlay_path)
-            changed = ["no recorded settings"] if old is None else changed_settings(old, self.settings)
-            reasons.extend(reason for reason in changed if reason not in reasons)
-        return reasons
 
     # -- stage 2: decoded photos into batches
     def _take_decoded(self, limit: int) -> None:
@@ -190,7 +183,8 @@ class _FolderRun:
 
     # -- stage 4: outputs
     def _render(self, entry: _Decoded, cam: np.ndarray, class_index: int, probability: float, rank: int) -> None:
-        """Check one map, score it when asked, and queue its outputs for writing."""
+        """Check one map, score it when asked (not a constant one: it ranks no pixel), and queue its
+        outputs for writing."""
         options, explainer = self.options, self.explainer
         try:
             check_finite(cam)
@@ -204,16 +198,20 @@ class _FolderRun:
                       heatmap=relative_path(self.root, npy_path), settings=self.settings)
         curves = None
         if options.evaluate:
-            scores = faithfulness_scores(explainer.predict, entry.model_input, heatmap_at(cam, explainer.input_size)[0],
-                                  class_index, options.steps, explainer.deletion_baseline())
-            values.update(scores.as_record())
-            if options.plot:
-                curves_path = overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
-                values["curves"] = relative_path(self.root, curves_path)
-                curves = (curves_path, scores, panel_title(values))
+            heatmap, constant = heatmap_at(cam, explainer.input_size)
+            if not constant:
+                scores = faithfulness_scores(explainer.predict, entry.model_input, heatmap, class_index,
+                                             options.steps, explainer.deletion_baseline())
+                values.update(scores.as_record())
+                if options.plot:
+                    curves_path = curves_path_of(overlay_path)
+                    values["curves"] = relative_path(self.root, curves_path)
+                    curves = (curves_path, scores, panel_title(values))
         title = panel_title(values) if options.panel else None
-        future = self.render_pool.submit(render_outputs, entry.photo, cam, overlay_path, npy_path,
-                                         options.alpha, options.colormap, title, curves, options.png_compression)
+        written = [path for path in (overlay_path, npy_path, curves[0] if curves else None) if path is not None]
+        future = self.render_pool.submit(_render_and_identify, self.root, written, entry.photo, cam, overlay_path,
+                                         npy_path, options.alpha, options.colormap, title, curves,
+                                         options.png_compression)
         self.rendering.append((entry.item, future, values, entry.photo.nbytes))
 
     # -- memory: queues bounded in bytes as well as in photos
@@ -239,11 +237,12 @@ class _FolderRun:
         while len(self.rendering) > limit:
             item, future, values, _ = self.rendering.popleft()
             try:
-                zero = future.result()
+                zero, files = future.result()
             except Exception as exc:  # disk full, permission denied...
-                self._error(item, f"cannot write output: {exc}", values["rank"])
+                touched = [values[key] for key in ("overlay", "heatmap", "curves") if values.get(key)]
+                self._error(item, f"cannot write output: {exc}", values["rank"], touched)
                 continue
-            self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=zero, **values))
+            self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=zero, files=files, **values))
 
     def finish(self) -> None:
         """Drain every stage: the last decodes, the last (partial) batch, the last writes."""
@@ -254,39 +253,172 @@ class _FolderRun:
         self._finish_render(0)
 
     def interrupt(self) -> None:
-        """Stop early, keeping the records of outputs that already finished writing."""
+        """Stop early, keeping the records of outputs that already finished writing. Writes still
+        running get no record: their files then match no record, so a rerun makes them again."""
         self.summary.interrupted = True
         for _, future, _ in self.decoding:
             future.cancel()
         for item, future, values, _ in list(self.rendering):
             if future.done() and not future.cancelled() and future.exception() is None:
-                self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=future.result(), **values))
+                zero, files = future.result()
+                self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=zero, files=files, **values))
 
     def close(self) -> None:
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
-        self.render_pool.shutdown(wait=not self.summary.interrupted, cancel_futures=True)
+        self.render_pool.shutdown(wait=not (self.summary.interrupted or self.summary.stopped), cancel_futures=True)
         if self.manifest is not None:
             self.manifest.close()
-            write_gallery(self.options.output_dir)
+            write_gallery_safely(self.options.output_dir, self.summary)
+
+
+def new_run_id() -> str:
+    """A run's id: its UTC start time (an id only: records are ordered by their ``seq``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def curves_path_of(overlay_path: Path) -> Path:
+    """``NAME.png`` -> ``NAME.curves.png`` (the deletion/insertion plot)."""
+    return overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
+
+
+def _render_and_identify(root: Path, written: list[Path], *args) -> tuple[bool, dict]:
+    """:func:`~gradcam.render.render_outputs`, then the identity (size, mtime) of each file written,
+    by its path relative to ``root``: (is_constant, files)."""
+    zero = render_outputs(*args)
+    return zero, {relative_path(root, path): file_identity(path) for path in written}
+
+
+def write_gallery_safely(output_dir: Path, summary: Summary) -> None:
+    """Write OUTPUT/index.html; a failure (disk full) is kept in ``summary.gallery_error``, not raised."""
+    try:
+        write_gallery(output_dir)
+    except OSError as exc:
+        summary.gallery_error = f"cannot write the gallery in {output_dir}: {exc.strerror or exc}"
+
+
+@dataclass
+class _Resume:
+    """What to do with one input: ``skip`` it (its outputs are up to date, ``trusted`` their records,
+    one per rank), else redo it, for ``reasons`` (empty when none of its outputs existed)."""
+
+    skip: bool
+    trusted: list[dict]
+    reasons: list[str]
+
+
+def _resume_decision(item: InputImage, options: RunOptions, root: Path, previous: dict[str, dict],
+                     settings: dict | None) -> _Resume:
+    """Skip an input when every output it needs exists, is as its newest record says (size and
+    modification time) and that record was made with ``settings`` (or, with ``settings`` None,
+    with the same ``options.request``)."""
+    ranked = [output_paths(item, options.output_dir, k + 1, options.top_k) for k in range(options.top_k)]
+    wanted = [path for overlay_path, npy_path in ranked
+              for path in [overlay_path] + ([npy_path] if options.save_npy else [])
+              + ([curves_path_of(overlay_path)] if options.plot else [])]
+    if options.overwrite or not any(path.exists() for path in wanted):
+        return _Resume(False, [], [])
+    reasons: list[str] = []
+    trusted = []
+    for overlay_path, _ in ranked:
+        record = previous.get(relative_path(root, overlay_path))
+        trusted.append(record)
+        if record is None:
+            changed = ["no record of the outputs"]
+        elif settings is None:
+            changed = [] if record.get("request") == options.request else ["settings"]
+        elif not isinstance(record.get("settings"), dict):
+            changed = ["no recorded settings"]
+        else:
+            changed = changed_settings(record["settings"], settings)
+        if record is not None and not changed and not files_unchanged(root, record.get("files")):
+            changed = ["outputs changed since recorded"]
+        reasons.extend(reason for reason in changed if reason not in reasons)
+    if not reasons and not all(path.exists() for path in wanted):
+        reasons.append("some outputs missing")
+    return _Resume(not reasons, trusted, reasons)
+
+
+def _skipped_record(item: InputImage, trusted: dict, run_id: str, rank: int) -> dict:
+    """A "skipped" record that carries the result, settings and file identities of the record it trusts."""
+    keep = {key: value for key, value in trusted.items()
+            if key not in ("input", "status", "run", "seq", "error", "touched")}
+    return new_record(item.path, "skipped", run_id, **{**keep, "rank": rank})
+
+
+def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
+                       on_record: Callable[[dict], None] | None = None) -> Summary | None:
+    """A rerun's fast path, without TensorFlow or the model: when every input's outputs are up to date
+    (they exist as recorded by records of the same ``options.request``), write their "skipped"
+    records, the run's start and end records and the gallery, and return the Summary; otherwise
+    None (nothing is written), and the run must load the model.
+    """
+    if options.request is None or options.overwrite or not options.write_manifest:
+        return None
+    items = select_shard(items, options.shard)
+    root = Path(options.output_dir).resolve()
+    previous = trusted_outputs(root)
+    if not previous:
+        return None
+    run_id = new_run_id()
+    records = []
+    for item in items:
+        decision = _resume_decision(item, options, root, previous, None)
+        if not decision.skip:
+            return None
+        records += [_skipped_record(item, trusted, run_id, k + 1) for k, trusted in enumerate(decision.trusted)]
+    from . import __version__
+
+    summary = Summary(total=len(items))
+    manifest = ManifestWriter(root, manifest_name(options.shard))
+    try:
+        manifest.write_many([start_record(run_id, len(items), options.shard, __version__), *records])
+        for record in records:
+            summary.count(record)
+            if on_record is not None:
+                on_record(record)
+        manifest.write(end_record(run_id, summary.explained, summary.skipped, summary.failed))
+    except OutputError as exc:
+        summary.stopped = str(exc)
+    finally:
+        manifest.close()
+    write_gallery_safely(root, summary)
+    return summary
 
 
 def run(explainer, items: Iterable[InputImage], options: RunOptions,
-        on_record: Callable[[dict], None] | None = None, previous: dict[str, dict] | None = None) -> Summary:
+        on_record: Callable[[dict], None] | None = None, previous: dict[str, dict] | None = None,
+        run_id: str | None = None) -> Summary:
     """Explain every input, writing outputs and manifest lines as they finish.
 
+    The manifest gets a start record (how many inputs are planned) first and an end record once every
+    input has its record, so ``gradcam status`` can tell a finished run from a killed one.
     With ``options.shard`` = (I, N) only the inputs of shard I are explained, and the records go to
     that shard's manifest. A KeyboardInterrupt stops the run cleanly: finished work is in the
-    manifest and ``Summary.interrupted`` is set. ``previous`` (overlay path -> settings) replaces
-    reading every manifest of the output folder, for callers that run many small batches.
+    manifest and ``Summary.interrupted`` is set. A manifest that cannot be written (disk full) stops
+    the run with ``Summary.stopped`` set. ``previous`` (overlay path -> its newest record) replaces
+    reading every manifest of the output folder, for callers that run many small batches;
+    ``run_id`` stamps the records (default: this run's start time).
     """
+    from . import __version__
+
     items = select_shard(items, options.shard)
     folder_run = _FolderRun(explainer, options, on_record, len(items), previous)
+    if run_id is not None:
+        folder_run.run_id = run_id
     try:
+        if folder_run.manifest is not None:
+            folder_run.manifest.write(start_record(folder_run.run_id, len(items), options.shard, __version__))
         for item in items:
             folder_run.plan(item)
         folder_run.finish()
+        if folder_run.manifest is not None:
+            summary = folder_run.summary
+            folder_run.manifest.write(end_record(folder_run.run_id, summary.explained, summary.skipped,
+                                                 summary.failed))
     except KeyboardInterrupt:
         folder_run.interrupt()
+    except OutputError as exc:  # the manifest itself cannot be written
+        folder_run.summary.stopped = str(exc)
     finally:
         folder_run.close()
     return folder_run.summary

@@ -233,3 +233,36 @@ def trained_vit():
     assert accuracy >= 0.9, f"the ViT did not learn the task (accuracy {accuracy:.2f})"
     positive = test_y == 1
     return model, test_x[positive], centres[positive]
+
+
+def brightness_model(size: int = 32):
+    """A classifier of brightness: 'conv' (1x1, the mean of R, G, B) -> GAP -> Dense softmax with logits
+    (+d/2, -d/2), d = 0.1 (b - 120), b the mean brightness. Class 0 ("bright") for b > 120.
+
+    Deleting pixels (to black) darkens the image, so class 0's deletion curve falls to 0 once about
+    half of a bright photo is deleted (AUC about 0.5) while its insertion curve, which starts from the
+    blurred photo, stays near 1: the two scores cannot be mistaken for each other."""
+    k = keras()
+    inputs = k.Input((size, size, 3))
+    conv = k.layers.Conv2D(1, 1, name="conv")
+    x = k.layers.GlobalAveragePooling2D()(conv(inputs))
+    dense = k.layers.Dense(2, activation="softmax", name="predictions")
+    model = k.Model(inputs, dense(x), name="brightness")
+    conv.set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32), np.zeros(1, np.float32)])
+    dense.set_weights([np.array([[0.05, -0.05]], np.float32), np.array([-6.0, 6.0], np.float32)])
+    return model
+
+
+@pytest.fixture(scope="session")
+def brightness_model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("brightness") / "brightness.keras"
+    brightness_model().save(path)
+    return path
+
+
+def bright_photo(path, size: int = 32, seed: int = 0):
+    """A bright, uneven photo (values 200-255) at the brightness model's input size."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(200, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return path

@@ -20,7 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def manifest(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    """The input records of OUTPUT/manifest.jsonl in order (without the runs' start and end records)."""
+    from gradcam.manifest import input_records, read_records
+
+    return input_records(read_records(out / "manifest.jsonl"))
 
 
 def tiny(tiny_model_file, *args):
@@ -147,8 +150,10 @@ def test_unwritable_output_exit_1_before_model(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     photo = write_photo(tmp_path / "p.png")
-    # a model name that would fail to load proves the output check comes first
-    rc = main([str(photo), "-o", str(blocker / "out"), "--model", str(tmp_path / "none.keras")])
+    # a model file that would fail to load proves the output check comes first
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a model")
+    rc = main([str(photo), "-o", str(blocker / "out"), "--model", str(broken)])
     err = capsys.readouterr().err
     assert rc == 1 and "cannot write to output folder" in err
 
@@ -296,7 +301,8 @@ def test_rerun_redoes_outputs_without_recorded_settings(tmp_path, tiny_model_fil
     out.mkdir()
     (out / "a.jpg.png").write_bytes(b"made by something else")
     assert main(tiny(tiny_model_file, str(root), "-o", str(out))) == 0
-    assert "1 redone: outputs existed, made with other settings or incomplete: no recorded settings" in capsys.readouterr().out
+    assert "1 redone: outputs existed, made with other settings or incomplete: no record of the outputs" in \
+        capsys.readouterr().out
     assert (out / "a.jpg.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -334,11 +340,11 @@ def test_cli_class_name_top_k_and_labels(tmp_path, tiny_model_file, capsys):
     out = tmp_path / "o"
     base = ["--model", str(tiny_model_file), "--labels", str(labels), str(photo), "-o", str(out)]
     assert main(base + ["--class", "cherry"]) == 0
-    assert json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])["class_index"] == 2
+    assert manifest(out)[-1]["class_index"] == 2
     assert main(base + ["--class", "chery"]) == 2
     assert "did you mean 'cherry'" in capsys.readouterr().err
     assert main(base + ["--top-k", "2", "--save-npy"]) == 0
-    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()][-2:]
+    records = manifest(out)[-2:]
     assert [r["rank"] for r in records] == [1, 2]
     assert records[0]["probability"] >= records[1]["probability"]
     assert records[0]["class_index"] != records[1]["class_index"]
@@ -361,7 +367,7 @@ def test_cli_h5_model_file_and_method(tmp_path, capsys):
     for method in ("gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual", "guided-gradcam"):
         out = tmp_path / method
         assert main(["--model", str(path), str(photo), "-o", str(out), "--method", method]) == 0
-        record = json.loads((out / "manifest.jsonl").read_text())
+        (record,) = manifest(out)
         assert record["method"] == method and record["layer"] == "last_conv"
 
 
@@ -488,15 +494,19 @@ def test_max_size_and_png_compression(tmp_path, tiny_model_file, capsys):
 
 
 @pytest.mark.parametrize("method", ["scorecam", "ablationcam", "eigencam"])
-def test_new_methods_through_evaluate_panel_and_top_k(tmp_path, tiny_model_file, method, capsys):
-    photo = write_photo(tmp_path / "p.png", (64, 48))
+def test_new_methods_through_evaluate_panel_and_top_k(tmp_path, brightness_model_file, method, capsys):
+    from conftest import bright_photo
+
+    photo = bright_photo(tmp_path / "p.png")
     out = tmp_path / "o"
-    assert main(["evaluate", "--model", str(tiny_model_file), str(photo), "-o", str(out), "--method", method,
-                 "--max-channels", "3", "--top-k", "2", "--panel", "--steps", "4", "--eigen-smooth"]) == 0
+    channels = ["--max-channels", "1"] if method != "eigencam" else []
+    assert main(["evaluate", "--model", str(brightness_model_file), str(photo), "-o", str(out), "--method", method,
+                 *channels, "--top-k", "2", "--panel", "--steps", "8", "--eigen-smooth"]) == 0
     records = manifest(out)
     assert [r["rank"] for r in records] == [1, 2] and all(r["method"] == method for r in records)
-    assert all(0 <= r["deletion_auc"] <= 1 for r in records)
+    first = records[0]  # class 0, "bright": deletion to black loses it about halfway, insertion keeps it
+    assert first["class_index"] == 0 and 0.3 < first["deletion_auc"] < 0.7 and first["insertion_auc"] > 0.9
     assert all(r["settings"]["eigen_smooth"] is True for r in records)
     width, height = Image.open(out / "p.png.top1.png").size
-    assert width > 2 * 64  # the side-by-side panel
+    assert width > 2 * 32  # the side-by-side panel
     assert method in (out / "index.html").read_text()

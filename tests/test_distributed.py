@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_same_outputs, write_photo
 
 from gradcam.cli import main
-from gradcam.manifest import read_records
+from gradcam.manifest import input_records, read_records
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def folder(root):
 
 
 def by_input(out):
-    return {r["input"]: r for r in read_records(out / "manifest.jsonl")}
+    return {r["input"]: r for r in input_records(read_records(out / "manifest.jsonl"))}
 
 
 def test_ray_run_equals_a_local_run_and_resumes(tmp_path, tiny_model_file, local_ray, capsys):
@@ -57,9 +57,15 @@ def test_ray_with_a_shard(tmp_path, tiny_model_file, local_ray, capsys):
     codes = [main(base + ["--shard", f"{i}/2"]) for i in range(2)]
     assert sorted(codes) == [0, 1]
     assert main(["status", str(out)]) == 1  # bad.jpg failed in one shard
-    assert capsys.readouterr().out.splitlines()[-1].split() == ["all", "7", "explained", "0", "skipped", "1", "failed"]
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["all", "7", "explained", "0", "skipped", "1", "failed",
+                                                                "(8", "input(s))"]
     records = [r for i in range(2) for r in read_records(out / f"manifest.shard-{i}-of-2.jsonl")]
-    assert sorted(r["input"] for r in records) == sorted({r["input"] for r in records}) and len(records) == 8
+    inputs = input_records(records)
+    assert sorted(r["input"] for r in inputs) == sorted({r["input"] for r in inputs}) and len(inputs) == 8
+    # one run id per shard run (the driver's), and each shard's run finished
+    for i in range(2):
+        shard = read_records(out / f"manifest.shard-{i}-of-2.jsonl")
+        assert len({r["run"] for r in shard}) == 1 and shard[0]["event"] == "start" and shard[-1]["event"] == "end"
 
 
 def test_missing_ray_is_one_clear_line(tmp_path, tiny_model_file, capsys, monkeypatch):

@@ -144,16 +144,24 @@ def test_zero_pixel_of_each_preprocessing(family, expected):
     np.testing.assert_allclose(np.asarray(preprocess(np.tile(value, (1, 2, 2, 1)))), 0.0, atol=1e-3)
 
 
-def test_cli_evaluate(tmp_path, tiny_model_file, capsys):
-    photos = [write_photo(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
+def test_cli_evaluate(tmp_path, brightness_model_file, capsys):
+    """On a brightness classifier and bright photos, deletion (to black) loses class 0 about halfway
+    (AUC ~ 0.5) and insertion (from the blurred photo) keeps it (AUC ~ 1): swapped scores would fail."""
+    from conftest import bright_photo
+
+    photos = [bright_photo(tmp_path / f"p{i}.png", seed=i) for i in range(2)]
     out = tmp_path / "o"
-    assert main(["evaluate", "--model", str(tiny_model_file), *map(str, photos), "-o", str(out),
-                 "--plot", "--steps", "5"]) == 0
-    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert main(["evaluate", "--model", str(brightness_model_file), *map(str, photos), "-o", str(out),
+                 "--plot", "--steps", "8"]) == 0
+    from gradcam.manifest import input_records, read_records
+
+    records = input_records(read_records(out / "manifest.jsonl"))
     assert len(records) == 2
     for record in records:
-        assert 0 <= record["deletion_auc"] <= 1 and 0 <= record["insertion_auc"] <= 1
+        assert record["class_index"] == 0 and record["probability"] > 0.99
+        assert 0.3 < record["deletion_auc"] < 0.7 and record["insertion_auc"] > 0.9
         assert 0 <= record["average_drop"] <= 100
         assert (out / record["curves"]).stat().st_size > 1000
     means = np.mean([r["deletion_auc"] for r in records])
-    assert f"faithfulness means: deletion auc {means:.3f}" in capsys.readouterr().out
+    assert f"faithfulness means over the output folder: deletion auc {means:.3f}" in capsys.readouterr().out
+

@@ -126,13 +126,16 @@ def bomb_png(width=60000, height=60000) -> bytes:
 
 
 @pytest.mark.parametrize("name, content, reason", [
-    ("empty.jpg", b"", "not a readable image"),
+    ("empty.jpg", b"", r"^empty file \(0 bytes\)$"),
     ("text.png", b"hello, I am text\n", "not a readable image"),
     ("page.jpg", b"<html><body>404</body></html>", "not a readable image"),
     ("random.bmp", bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)), "not a readable image"),
     ("signature.png", b"\x89PNG\r\n\x1a\n", "not a readable image"),
     ("truncated.jpg", jpeg_bytes()[:300], "not a readable image"),
     ("bomb.png", bomb_png(), "too large"),
+    # beyond Pillow's own bomb limit (2 x its MAX_IMAGE_PIXELS): said in --max-pixels' terms, not Pillow's
+    ("huge.png", bomb_png(30000, 30000), r"^image is too large: 30000x30000 pixels is more than the limit of "
+                                         r"100,000,000 pixels \(raise it with --max-pixels\)$"),
 ])
 def test_bad_files_raise_image_error(tmp_path, name, content, reason):
     path = tmp_path / name

@@ -11,6 +11,7 @@ from PIL import Image
 from gradcam import render
 from gradcam.cam import Explainer
 from gradcam.images import discover_inputs
+from gradcam.manifest import input_records, read_records
 from gradcam.pipeline import RunOptions, run
 
 
@@ -29,9 +30,10 @@ def test_write_failure_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, mon
     out = tmp_path / "out"
     summary = run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=out, batch_size=2))
     assert (summary.explained, summary.failed) == (2, 1)
-    records = {Path(r["input"]).name: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    records = {Path(r["input"]).name: r for r in input_records(read_records(out / "manifest.jsonl"))}
     assert records["b.jpg"]["status"] == "error" and "No space left" in records["b.jpg"]["error"]
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg.png", "c.jpg.png", "index.html", "manifest.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".gradcam-sequence", "a.jpg.png", "c.jpg.png", "index.html",
+                                                     "manifest.jsonl"]
 
 
 def test_a_failing_batch_is_retried_one_image_at_a_time(tmp_path, tiny_model):
@@ -54,7 +56,7 @@ def test_a_failing_batch_is_retried_one_image_at_a_time(tmp_path, tiny_model):
     summary = run(explainer, discover_inputs([root]), RunOptions(output_dir=out, batch_size=4))
     assert (summary.explained, summary.failed) == (5, 1)
     assert calls == [4, 1, 1, 1, 1, 2]  # a b c d fails, then alone; e f
-    records = {Path(r["input"]).name: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    records = {Path(r["input"]).name: r for r in input_records(read_records(out / "manifest.jsonl"))}
     assert records["c.png"]["status"] == "error" and records["c.png"]["error"] == "cannot explain: injected fault"
     assert all(records[n]["status"] == "ok" for n in ("a.jpg", "b.jpg", "d.jpg", "e.jpg", "f.jpg"))
     assert not (out / "c.png.png").exists()
@@ -80,7 +82,7 @@ def test_non_finite_map_is_an_error_record_not_a_picture(tmp_path):
     out = tmp_path / "out"
     summary = run(Explainer(overflow_model(), layer="features"), discover_inputs([root]),
                   RunOptions(output_dir=out, batch_size=2, save_npy=True))
-    records = {Path(r["input"]).name: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    records = {Path(r["input"]).name: r for r in input_records(read_records(out / "manifest.jsonl"))}
     assert records["white.png"]["status"] == "error"
     assert records["white.png"]["error"].startswith("heatmap is not finite: ")
     assert records["black.png"]["status"] == "ok" and records["black.png"]["zero_heatmap"] is True
