@@ -175,11 +175,12 @@ def request_of(args: argparse.Namespace) -> dict:
     """Everything the command line asked for that shapes the outputs, with the identity (size and
     modification time) of every file it names and the gradcam version: two runs with equal requests
     make the same outputs, so a rerun can skip up-to-date outputs without loading the model."""
+    from . import __version__ as version  # read now: the installed version
     from .manifest import describe_file
 
     model = args.model.lower() if args.model.lower() in ARCHITECTURES else args.model
     return {
-        "version": __version__, "model": model, "model_file": describe_file(args.model),
+        "version": version, "model": model, "model_file": describe_file(args.model),
         "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
         "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
         "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,

@@ -115,10 +115,11 @@ class _FolderRun:
 
     # -- records
     def _emit(self, record: dict) -> None:
-        """Count a record in the summary, append it to the manifest and pass it to ``on_record``."""
-        self.summary.count(record)
+        """Append a record to the manifest, count it in the summary and pass it to ``on_record`` (a record
+        the manifest could not take is not counted)."""
         if self.manifest is not None:
             self.manifest.write(record)
+        self.summary.count(record)
         if self.on_record is not None:
             self.on_record(record)
 
