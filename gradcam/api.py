@@ -61,7 +61,8 @@ class Explanation:
                             "probability": self.probability, "layer": self.layer, "method": self.method})
 
     def figure(self, alpha: float = 0.4, colormap: str = "jet"):
-        """The photo and the overlay side by side under :meth:`title`: a matplotlib Figure."""
+        """The photo and the overlay side by side under :meth:`title`: a matplotlib Figure, which
+        Jupyter shows as a picture (no ``%matplotlib inline`` needed)."""
         return panel(self.image, blend(self.image, self.heatmap, alpha, colormap), self.title())
 
     def _repr_png_(self) -> bytes:
@@ -69,6 +70,16 @@ class Explanation:
         buffer = io.BytesIO()
         self.overlay().save(buffer, format="png")
         return buffer.getvalue()
+
+
+class Explanations(list):
+    """The list :func:`explain` returns for many images (or for the K ranks of one): a plain list of
+    :class:`Explanation` (or of such lists) that Jupyter shows as the pictures it holds."""
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(*self)
 
 
 #: (model given, Explainer) kept between calls (building one, and loading weights, takes seconds).
@@ -188,5 +199,5 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
                 ranked.append(Explanation(heatmap, photo, index, explainer.class_name(index),
                                           float(probability[i, k]), explainer.layer_name, explainer.method,
                                           k + 1, constant))
-            results.append(ranked[0] if top_k == 1 else ranked)
-    return results[0] if single else results
+            results.append(ranked[0] if top_k == 1 else Explanations(ranked))
+    return results[0] if single else Explanations(results)

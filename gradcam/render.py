@@ -133,15 +133,36 @@ def save_png(path: str | os.PathLike, image: np.ndarray, compress_level: int = D
     write_atomic(Path(path), buffer.getvalue())
 
 
-def panel(photo: np.ndarray, overlay_image: np.ndarray, title: str):
-    """The photo and its overlay side by side under a title: a matplotlib Figure (no pyplot),
-    about 1000 pixels wide at its 100 dpi."""
-    from matplotlib.figure import Figure
+_DISPLAY_FIGURE: list = []
 
+
+def display_figure(**kwargs):
+    """A matplotlib Figure (no pyplot) that Jupyter shows as a PNG picture even without
+    ``%matplotlib inline``: it has a ``_repr_png_``."""
+    if not _DISPLAY_FIGURE:
+        from matplotlib.figure import Figure
+
+        class DisplayFigure(Figure):
+            """A Figure with a ``_repr_png_`` drawn by the Agg canvas."""
+
+            def _repr_png_(self) -> bytes:
+                from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+                buffer = io.BytesIO()
+                FigureCanvasAgg(self).print_png(buffer)
+                return buffer.getvalue()
+
+        _DISPLAY_FIGURE.append(DisplayFigure)
+    return _DISPLAY_FIGURE[0](**kwargs)
+
+
+def panel(photo: np.ndarray, overlay_image: np.ndarray, title: str):
+    """The photo and its overlay side by side under a title: a matplotlib Figure (no pyplot, shown
+    as a picture in Jupyter), about 1000 pixels wide at its 100 dpi."""
     height, width = photo.shape[:2]
     panel_width = 5.0
     panel_height = min(max(panel_width * height / width, 1.0), 10.0)
-    figure = Figure(figsize=(2 * panel_width, panel_height + 0.8), dpi=100)
+    figure = display_figure(figsize=(2 * panel_width, panel_height + 0.8), dpi=100)
     for position, (image, label) in enumerate(((photo, "photo"), (overlay_image, "heatmap"))):
         axes = figure.add_subplot(1, 2, position + 1)
         axes.imshow(image, interpolation="antialiased")

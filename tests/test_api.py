@@ -171,3 +171,36 @@ def test_every_method_and_smoothing_through_the_api(tmp_path, model):
     explainer = Explainer(model, aug_smooth=True, eigen_smooth=True)
     cams = explainer.explain_batch(resize_for_model(photo, (32, 32))[None]).cams
     np.testing.assert_allclose(smooth.heatmap, heatmap_at(cams[0], (33, 45))[0], atol=1e-5)
+
+
+def test_figures_and_lists_show_as_pictures_in_an_executed_notebook(tmp_path):
+    """Executed by a real Jupyter kernel (nbclient), without %matplotlib inline: an Explanation, its
+    figure() and a list of explanations each give image/png outputs, not '<Figure size ...>' text."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    setup = (
+        "import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+        "import numpy as np, keras, gradcam\n"
+        "inputs = keras.Input((32, 32, 3))\n"
+        "x = keras.layers.Conv2D(4, 3, activation='relu', name='conv')(inputs)\n"
+        "model = keras.Model(inputs, keras.layers.Dense(2, activation='softmax')(keras.layers.GlobalAveragePooling2D()(x)))\n"
+        "image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)\n"
+        "result = gradcam.explain(model, image)"
+    )
+    cells = [setup, "result", "result.figure()", "gradcam.explain(model, [image, image])",
+             "gradcam.explain(model, image, top_k=2)"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [cell.outputs for cell in notebook.cells]
+    assert not [o for cell in outputs for o in cell if o.output_type == "error"]
+
+    def pictures(cell_outputs):
+        return sum("image/png" in output.get("data", {}) for output in cell_outputs)
+
+    assert pictures(outputs[1]) == 1  # the Explanation
+    assert pictures(outputs[2]) == 1  # its figure
+    assert pictures(outputs[3]) == 2  # a list of two
+    assert pictures(outputs[4]) == 2  # the two ranks
+    assert not any("<Figure size" in str(output.get("data", {}).get("text/plain", "")) for output in outputs[2])
