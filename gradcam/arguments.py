@@ -77,9 +77,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     output.add_argument("--panel", action="store_true",
                         help="save the photo and the overlay side by side, titled with class, probability, "
                              "layer and method, instead of the bare overlay")
-    output.add_argument("--png-compression", type=int, default=1, metavar="LEVEL",
-                        help="zlib level of the PNGs, 0 (fastest, largest) to 9 (slowest, smallest); default: "
-                             "%(default)s")
+    output.add_argument("--png-compression", type=int, default=None, metavar="LEVEL",
+                        help="write PNGs through Pillow at this zlib level, 0 (fastest, largest) to 9 (slowest, "
+                             "smallest); default: the fpng encoder where installed (much faster, same pixels), "
+                             "else level 1")
     output.add_argument("--max-size", type=int, default=None, metavar="N",
                         help="cap the longer side of the overlay (and the .npy) at N pixels, keeping the aspect "
                              "ratio; default: the photo's own size")
@@ -136,7 +137,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-channels must be at least 1, not {args.max_channels}")
     if args.extra_tokens is not None and args.extra_tokens < 0:
         raise UsageError(f"--extra-tokens cannot be negative, not {args.extra_tokens}")
-    if not 0 <= args.png_compression <= 9:
+    if args.png_compression is not None and not 0 <= args.png_compression <= 9:
         raise UsageError(f"--png-compression must be between 0 and 9, not {args.png_compression}")
     if args.max_size is not None and args.max_size < 1:
         raise UsageError(f"--max-size must be at least 1, not {args.max_size}")

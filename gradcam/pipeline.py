@@ -59,7 +59,7 @@ class RunOptions:
     steps: int = 20
     plot: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
-    png_compression: int = DEFAULT_PNG_COMPRESSION  # zlib level of the PNGs, 0-9
+    png_compression: int | None = DEFAULT_PNG_COMPRESSION  # zlib level 0-9; None: the fastest encoder
     max_size: int | None = None  # cap the overlay's (and .npy's) longer side; None: the photo's own size
     shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)

@@ -68,7 +68,8 @@ def tiny_model_file(tmp_path_factory):
 
 
 def assert_same_outputs(first, second) -> list[str]:
-    """Both output folders hold the same PNG and .npy files, pixel for pixel; returns their paths."""
+    """Both output folders hold the same PNG and .npy files, pixel for pixel (PNGs compared as RGBA);
+    returns their paths."""
     def outputs(folder):
         return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix in (".png", ".npy"))
 
@@ -76,7 +77,9 @@ def assert_same_outputs(first, second) -> list[str]:
     assert names == outputs(second)
     for name in names:
         if name.endswith(".png"):
-            np.testing.assert_array_equal(np.asarray(Image.open(first / name)), np.asarray(Image.open(second / name)))
+            # as RGBA: an RGB PNG (fpng) equals an RGBA one (matplotlib) whose alpha is opaque everywhere
+            np.testing.assert_array_equal(np.asarray(Image.open(first / name).convert("RGBA")),
+                                          np.asarray(Image.open(second / name).convert("RGBA")))
         else:
             np.testing.assert_array_equal(np.load(first / name), np.load(second / name))
     return names

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from gradcam import names
 from gradcam.arguments import build_parser
-from gradcam.methods import METHODS, PERTURBATION_METHODS
+from gradcam.methods import GUIDED_METHOD, METHODS, PERTURBATION_METHODS
 
 
 def test_method_names_are_the_methods():
-    assert list(names.METHOD_NAMES) == list(METHODS) + list(PERTURBATION_METHODS)
+    assert set(names.METHOD_NAMES) == set(METHODS) | set(PERTURBATION_METHODS) | {GUIDED_METHOD}
+    assert len(names.METHOD_NAMES) == len(METHODS) + len(PERTURBATION_METHODS) + 1
+    assert GUIDED_METHOD not in METHODS  # its map is not one of (activations, gradients) alone
 
 
 def test_cli_offers_exactly_the_known_names():

@@ -1,6 +1,8 @@
 """Colouring, overlays and atomic writes."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -107,3 +109,55 @@ def test_png_compression_level_changes_size_not_pixels(tmp_path):
         sizes[level] = (tmp_path / f"l{level}.png").stat().st_size
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"l{level}.png").convert("RGB")), image)
     assert sizes[0] > sizes[1] >= sizes[9]
+
+
+PNG_SIZES = [(1, 1), (1, 7), (5, 3), (37, 101), (480, 640), (481, 641), (300, 4001)]
+
+
+@pytest.mark.parametrize("height, width", PNG_SIZES)
+def test_fast_png_decodes_to_the_pixels_of_the_pillow_path(tmp_path, height, width):
+    """fpng's PNG (the default) and matplotlib/Pillow's (the fallback, or any --png-compression level):
+    Pillow reads both back to exactly the overlay's pixels, odd widths and one-pixel images included."""
+    from gradcam.render import encode_png, fast_png_encoder
+
+    if fast_png_encoder() is None:
+        pytest.skip("fpng is not installed on this platform: the Pillow path is tested below")
+    rng = np.random.default_rng(height * 10_000 + width)
+    photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    heatmap = rng.random((height, width)).astype(np.float32)
+    image = overlay(photo, heatmap, 0.4, "jet")
+    fast = encode_png(image)
+    slow = encode_png(image, 1)
+    assert fast != slow  # two encoders really ran
+    for data in (fast, slow):
+        decoded = Image.open(io.BytesIO(data))
+        decoded.load()
+        assert decoded.format == "PNG" and decoded.size == (width, height)
+        np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), image)
+
+
+def test_without_fpng_pngs_go_through_pillow_at_level_1(tmp_path, monkeypatch):
+    from gradcam import render
+
+    image = np.random.default_rng(3).integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    monkeypatch.setattr(render, "fast_png_encoder", lambda: None)  # as on a platform without the wheel
+    data = render.encode_png(image)
+    assert data == render.encode_png(image, render.FALLBACK_ZLIB_LEVEL)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), image)
+    render.save_png(tmp_path / "x.png", image)
+    assert (tmp_path / "x.png").read_bytes() == data
+
+
+def test_a_run_writes_the_same_pixels_with_and_without_fpng(tmp_path, tiny_model_file, monkeypatch):
+    from conftest import assert_same_outputs, write_photo
+
+    from gradcam import render
+    from gradcam.cli import main
+
+    photos = tmp_path / "photos"
+    for i, size in enumerate([(64, 48), (33, 17), (101, 77)]):
+        write_photo(photos / f"p{i}.png", size, seed=i)
+    assert main(["--model", str(tiny_model_file), str(photos), "-o", str(tmp_path / "fast"), "--panel"]) == 0
+    monkeypatch.setattr(render, "fast_png_encoder", lambda: None)
+    assert main(["--model", str(tiny_model_file), str(photos), "-o", str(tmp_path / "slow"), "--panel"]) == 0
+    assert len(assert_same_outputs(tmp_path / "fast", tmp_path / "slow")) == 3
