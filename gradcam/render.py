@@ -67,21 +67,32 @@ def overlay(photo: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap
     """
     if photo.shape[:2] != heatmap.shape:
         raise ValueError(f"photo {photo.shape[:2]} and heatmap {heatmap.shape} differ in size")
-    # the same float32 operations as (1 - alpha) * photo + alpha * colour, with alpha * colour taken
-    # from a scaled lookup table and the sum formed in place, a block of rows at a time: the float32
-    # buffers stay about 1 million pixels however large the photo (12 MP: 12 MB instead of 144 MB each)
+    # one pass over uint8 data: out = table[c, p] per channel, where the table holds, for every colour
+    # index c and photo value p, the float32 result rint((1 - alpha) * p + alpha * colour[c]) clipped:
+    # the same float32 operations as the formula, done once per (c, p) instead of once per pixel
     height, width = heatmap.shape
-    table = _scaled_table(colormap, float(alpha))
+    table = _blend_table(colormap, float(alpha))  # (3, N * 256) uint8
+    colours = table.shape[1] // 256
+    index_type = np.uint16 if colours <= 256 else np.uint32  # c * 256 + p < 65536 for 256 colours
     out = np.empty(photo.shape, np.uint8)
     rows = max(1, _BLOCK_PIXELS // max(1, width))
     for top in range(0, height, rows):
-        block = photo[top : top + rows].astype(np.float32)
-        block *= np.float32(1.0 - alpha)
-        block += np.take(table, _colour_index(heatmap[top : top + rows], len(table)), axis=0)
-        np.rint(block, out=block)
-        np.clip(block, 0, 255, out=block)
-        out[top : top + rows] = block
+        base = _colour_index(heatmap[top : top + rows], colours).astype(index_type) << 8
+        for channel in range(3):
+            index = base + photo[top : top + rows, :, channel]
+            out[top : top + rows, :, channel] = np.take(table[channel], index, mode="clip")
     return out
+
+
+@lru_cache(maxsize=32)
+def _blend_table(colormap: str, alpha: float) -> np.ndarray:
+    """uint8 (3, N * 256): entry [ch, c * 256 + p] is rint((1 - alpha) * p + alpha * colour[c, ch]),
+    clipped to 0-255, computed in float32 exactly as the formula is for each pixel."""
+    photo_part = np.arange(256, dtype=np.float32) * np.float32(1.0 - alpha)  # (256,)
+    values = photo_part[None, :, None] + _scaled_table(colormap, alpha)[:, None, :]  # (N, 256, 3) float32
+    np.rint(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    return np.ascontiguousarray(values.astype(np.uint8).reshape(-1, 3).T)
 
 
 _BLOCK_PIXELS = 1 << 20

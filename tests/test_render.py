@@ -161,3 +161,20 @@ def test_a_run_writes_the_same_pixels_with_and_without_fpng(tmp_path, tiny_model
     monkeypatch.setattr(render, "fast_png_encoder", lambda: None)
     assert main(["--model", str(tiny_model_file), str(photos), "-o", str(tmp_path / "slow"), "--panel"]) == 0
     assert len(assert_same_outputs(tmp_path / "fast", tmp_path / "slow")) == 3
+
+
+@pytest.mark.parametrize("alpha, colormap", [(0.4, "jet"), (0.73, "viridis"), (1.0, "gray"), (0.0, "turbo")])
+def test_the_one_pass_uint8_blend_equals_the_float32_formula_bit_for_bit(alpha, colormap):
+    """The blend table gives exactly what the float32 formula gives pixel by pixel, every photo value
+    against every colour index included."""
+    from gradcam.render import _colour_index, _scaled_table
+
+    rng = np.random.default_rng(5)
+    photo = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2).repeat(40, axis=0)  # every value
+    photo = np.concatenate([photo, rng.integers(0, 256, (17, 256, 3), dtype=np.uint8)])
+    heatmap = np.linspace(0, 1, photo.shape[0] * 256, dtype=np.float32).reshape(photo.shape[:2])
+    table = _scaled_table(colormap, alpha)
+    expected = photo.astype(np.float32) * np.float32(1.0 - alpha) + np.take(
+        table, _colour_index(heatmap, len(table)), axis=0)
+    expected = np.clip(np.rint(expected), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(overlay(photo, heatmap, alpha, colormap), expected)
