@@ -117,10 +117,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command != "sanity":
         from .pipeline import skip_if_up_to_date
 
-        summary = skip_if_up_to_date(items, options, lambda record: _show(record, options.top_k, show_each))
+        skipped: list[dict] = []
+        summary = skip_if_up_to_date(items, options, skipped.append)
         if summary is not None:
             print(f"gradcam: {shard}{len(items)} image(s): every output is up to date (same settings, files as "
                   "recorded); the model was not loaded")
+            for record in skipped:
+                _show(record, options.top_k, show_each)
             return _report(summary, output_dir, show_each, args)
 
     from .cam import Explainer

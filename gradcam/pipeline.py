@@ -136,7 +136,7 @@ class _FolderRun:
         decision = _resume_decision(item, options, self.root, self.previous, self.settings)
         if decision.skip:
             for k, trusted in enumerate(decision.trusted):
-                self._emit(_skipped_record(item, trusted, self.run_id, k + 1))
+                self._emit(_skipped_record(item, trusted, self.run_id, k + 1, options.request))
             return
         if decision.reasons:
             self.summary.redone += 1
@@ -339,11 +339,12 @@ def _resume_decision(item: InputImage, options: RunOptions, root: Path, previous
     return _Resume(not reasons, trusted, reasons)
 
 
-def _skipped_record(item: InputImage, trusted: dict, run_id: str, rank: int) -> dict:
-    """A "skipped" record that carries the result, settings and file identities of the record it trusts."""
+def _skipped_record(item: InputImage, trusted: dict, run_id: str, rank: int, request: dict | None) -> dict:
+    """A "skipped" record that carries the result, settings and file identities of the record it trusts,
+    and this run's ``request`` (its settings equal the trusted record's, so it makes the same outputs)."""
     keep = {key: value for key, value in trusted.items()
             if key not in ("input", "status", "run", "seq", "error", "touched")}
-    return new_record(item.path, "skipped", run_id, **{**keep, "rank": rank})
+    return new_record(item.path, "skipped", run_id, **{**keep, "rank": rank, "request": request})
 
 
 def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
@@ -366,7 +367,8 @@ def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
         decision = _resume_decision(item, options, root, previous, None)
         if not decision.skip:
             return None
-        records += [_skipped_record(item, trusted, run_id, k + 1) for k, trusted in enumerate(decision.trusted)]
+        records += [_skipped_record(item, trusted, run_id, k + 1, options.request)
+                    for k, trusted in enumerate(decision.trusted)]
     from . import __version__
 
     summary = Summary(total=len(items))

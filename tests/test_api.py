@@ -204,3 +204,21 @@ def test_figures_and_lists_show_as_pictures_in_an_executed_notebook(tmp_path):
     assert pictures(outputs[3]) == 2  # a list of two
     assert pictures(outputs[4]) == 2  # the two ranks
     assert not any("<Figure size" in str(output.get("data", {}).get("text/plain", "")) for output in outputs[2])
+
+
+def test_the_cached_explainer_follows_fine_tuning_in_a_notebook():
+    """explain(model) twice with training in between: the second answer is the trained model's
+    (the cache is by model, and the explainer reads the model's variables at each call)."""
+    from conftest import keras
+
+    model = build_tiny_model(seed=21)
+    images = np.random.default_rng(21).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    before = explain(model, images[0], class_index=2)
+    model.compile(optimizer=keras().optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(images, np.full(8, 2), epochs=30, verbose=0)  # fine-tune towards class 2
+    after = explain(model, images[0], class_index=2)
+    expected = float(model.predict(images[:1], verbose=0)[0, 2])
+    assert after.probability == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert abs(after.probability - before.probability) > 0.1
+    fresh = Explainer(model).explain_batch(images[:1], 2).cams[0]  # built after the training
+    np.testing.assert_allclose(after.heatmap, gradcam.upsample(gradcam.normalize(fresh)[0], (32, 32)), atol=1e-6)

@@ -28,3 +28,18 @@ def test_check_options():
     with pytest.raises(UsageError, match="--alpha"):
         check_options(args)
     check_options(build_parser().parse_args(["x.jpg"]))
+
+
+def test_batch_size_has_one_meaning_and_one_default():
+    """Model inputs per forward pass, 8, for the command line, the folder run, the API and the Explainer."""
+    import inspect
+
+    from gradcam.api import explain
+    from gradcam.cam import Explainer
+    from gradcam.names import DEFAULT_BATCH_SIZE
+    from gradcam.pipeline import RunOptions
+
+    assert build_parser().parse_args(["x.jpg"]).batch_size == DEFAULT_BATCH_SIZE == 8
+    assert RunOptions(output_dir=".").batch_size == DEFAULT_BATCH_SIZE
+    assert inspect.signature(explain).parameters["batch_size"].default == DEFAULT_BATCH_SIZE
+    assert inspect.signature(Explainer).parameters["batch_size"].default == DEFAULT_BATCH_SIZE

@@ -24,3 +24,31 @@ def test_output_folder_that_cannot_be_made(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot write to output folder"):
         prepare_output_dir(tmp_path / "file" / "out")
+
+
+def test_the_write_probe_has_a_unique_name(tmp_path, monkeypatch):
+    """Two machines on one shared folder can share a pid: a probe named by the pid could collide (here a
+    folder of that name stands in the way); mkstemp's name cannot."""
+    import os
+
+    out = tmp_path / "out"
+    (out / f".gradcam-write-test-{os.getpid()}").mkdir(parents=True)
+    prepare_output_dir(out)
+    assert sorted(p.name for p in out.iterdir()) == [f".gradcam-write-test-{os.getpid()}"]
+
+
+def test_outputs_and_manifest_lines_are_fsynced(tmp_path, monkeypatch):
+    import os
+
+    from gradcam.manifest import ManifestWriter
+    from gradcam.render import write_atomic
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    write_atomic(tmp_path / "a.png", b"data")
+    assert len(synced) == 1  # before the rename
+    writer = ManifestWriter(tmp_path)
+    writer.write({"input": "a", "status": "ok"})
+    writer.close()
+    assert len(synced) == 2  # after the line

@@ -256,3 +256,17 @@ def test_gallery_captions_name_the_path_when_two_inputs_share_a_name(tmp_path, t
     assert main(tiny(tiny_model_file, str(tmp_path / "photos"), "-r", "-o", str(out))) == 0
     page = (out / "index.html").read_text()
     assert "<figcaption>x/cat.png ·" in page and "<figcaption>y/cat.png ·" in page
+
+
+def test_a_skip_by_settings_records_this_runs_request(tmp_path, tiny_model_file, capsys):
+    """Named differently, made the same: --layer last_conv then the default layer (last_conv). The
+    second run skips by settings and records its own request, so the next rerun can skip without the
+    model."""
+    photo = write_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(tiny(tiny_model_file, str(photo), "-o", str(out), "--layer", "last_conv")) == 0
+    assert main(tiny(tiny_model_file, str(photo), "-o", str(out))) == 0
+    assert "0 explained, 1 skipped" in capsys.readouterr().out
+    last = records(out)[-1]
+    assert last["status"] == "skipped" and last["request"]["layer"] is None
+    assert last["settings"]["layer"] == "last_conv"
