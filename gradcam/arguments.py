@@ -9,7 +9,7 @@ import argparse
 from . import __version__
 from .errors import UsageError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from .names import ARCHITECTURES, DEFAULT_BATCH_SIZE, METHOD_NAMES, PERTURBATION_METHOD_NAMES
+from .names import DEFAULT_BATCH_SIZE, METHOD_NAMES, MODEL_NAMES, PERTURBATION_METHOD_NAMES
 
 SUBCOMMANDS = {
     "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
@@ -37,7 +37,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help="output folder (default: %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vgg19", metavar="NAME|PATH",
-                       help=f"{', '.join(ARCHITECTURES)}, or a saved .keras/.h5 model (default: %(default)s)")
+                       help=f"{', '.join(MODEL_NAMES)}, or a saved .keras/.h5 model (default: %(default)s)")
     model.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                        help="imagenet (downloaded and cached by Keras on first use), a local weights file "
                             "(.h5 or .weights.h5) for offline use, or random (untrained, for testing)")
@@ -166,7 +166,7 @@ def check_model_options(args: argparse.Namespace) -> None:
     classes = None
     if args.labels is not None:
         classes = len(read_labels(args.labels))
-    elif args.model.lower() in ARCHITECTURES:
+    elif args.model.lower() in MODEL_NAMES:
         classes = 1000
     if classes is not None and args.top_k > classes:
         raise UsageError(f"--top-k must be between 1 and the number of classes ({classes}), not {args.top_k}")
@@ -179,7 +179,7 @@ def request_of(args: argparse.Namespace) -> dict:
     from . import __version__ as version  # read now: the installed version
     from .manifest import describe_file
 
-    model = args.model.lower() if args.model.lower() in ARCHITECTURES else args.model
+    model = args.model.lower() if args.model.lower() in MODEL_NAMES else args.model
     return {
         "version": version, "model": model, "model_file": describe_file(args.model),
         "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,

@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 from ._tf import import_tf
 from .classes import imagenet_class_names, imagenet_synonyms, read_labels
 from .errors import UsageError, WeightsError, first_line
-from .names import ARCHITECTURES, PREPROCESS_FAMILIES, Architecture, did_you_mean
+from . import efficientnet_lite
+from .names import ARCHITECTURES, MODEL_NAMES, PREPROCESS_FAMILIES, Architecture, did_you_mean
 
 
 @dataclass
@@ -76,7 +77,13 @@ def load_classifier(
     check_model_request(model, weights, preprocess)
     _, keras = import_tf(verbose)
     key = model.lower()
-    if key in ARCHITECTURES:
+    if key == efficientnet_lite.NAME:
+        loaded = _load_efficientnet_lite0(keras, weights)
+        classifier = Classifier(loaded, key, efficientnet_lite.INPUT_SIZE, preprocess or "none", imagenet_class_names(),
+                                class_synonyms=imagenet_synonyms(), weights=weights)
+        if weights == "random":
+            classifier.notes.append("random weights: the heatmaps show nothing about a trained model")
+    elif key in ARCHITECTURES:
         arch = ARCHITECTURES[key]
         loaded = _load_application(keras, key, arch, weights)
         classifier = Classifier(loaded, key, arch.input_size, preprocess or arch.preprocess, imagenet_class_names(),
@@ -93,6 +100,21 @@ def load_classifier(
     return classifier
 
 
+def _load_efficientnet_lite0(keras, weights: str):
+    """EfficientNet-Lite0 with ``imagenet`` weights (from their package: nothing is downloaded), seeded
+    ``random`` ones, or a ``.pth`` state dict or a Keras weights file."""
+    if weights == "random":
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
+        return efficientnet_lite.build_model()
+    path = efficientnet_lite.packaged_weights() if weights == "imagenet" else Path(weights)
+    model = efficientnet_lite.build_model()
+    if weights == "imagenet" or path.suffix.lower() in efficientnet_lite.STATE_DICT_SUFFIXES:
+        efficientnet_lite.load_state_dict(model, efficientnet_lite.read_torch_state_dict(path))
+    else:
+        load_weights_file(model, path, efficientnet_lite.NAME)
+    return model
+
+
 def check_model_request(model: str, weights: str = "imagenet", preprocess: str | None = None) -> None:
     """What can be checked of a model, its weights and preprocessing without TensorFlow: unknown
     names, missing files, files that are no model.
@@ -103,13 +125,13 @@ def check_model_request(model: str, weights: str = "imagenet", preprocess: str |
     """
     if preprocess is not None and preprocess not in PREPROCESS_FAMILIES:
         raise UsageError(_unknown("preprocessing", preprocess, PREPROCESS_FAMILIES))
-    if model.lower() in ARCHITECTURES:
+    if model.lower() in MODEL_NAMES:
         if weights not in ("imagenet", "random") and not Path(weights).is_file():
             raise UsageError(f"weights file not found: {weights} (use --weights imagenet, random, or a file)")
         return
     path = Path(model)
     if not path.suffix and not path.exists():
-        raise UsageError(_unknown("model", model, list(ARCHITECTURES)) + " (or give a .keras/.h5 file)")
+        raise UsageError(_unknown("model", model, list(MODEL_NAMES)) + " (or give a .keras/.h5 file)")
     check_model_file(path)
 
 

