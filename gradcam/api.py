@@ -100,7 +100,8 @@ def explainer_for(model: Any, layer: str | None = None, method: str = "gradcam",
                   weights: str = "imagenet", preprocess: str | None = None, **options) -> Explainer:
     """An :class:`~gradcam.cam.Explainer` for a model name, path, keras.Model or Classifier; the last
     few are kept, so calling :func:`explain` again with the same model builds nothing. ``options``:
-    the Explainer's ``eigen_smooth``, ``aug_smooth``, ``max_channels``, ``extra_tokens``, ``batch_size``."""
+    the Explainer's ``eigen_smooth``, ``aug_smooth``, ``max_channels``, ``extra_tokens``, ``batch_size``,
+    ``output``."""
     key_model = os.fspath(model) if isinstance(model, (str, os.PathLike)) else id(model)
     key = (key_model, layer, method, top_k, weights, preprocess, tuple(sorted(options.items())))
     cached = _EXPLAINERS.get(key)
@@ -139,7 +140,7 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
             class_index: int | str | Sequence[int] | None = None, top_k: int = 1, *,
             weights: str = "imagenet", preprocess: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
             eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
-            extra_tokens: int | None = None):
+            extra_tokens: int | None = None, output: str | None = None):
     """Explain one image or many, in batches.
 
     Args:
@@ -159,7 +160,9 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         preprocess: a keras.applications preprocessing family or ``none``.
         batch_size: model inputs per forward pass: photos, or the masked/ablated copies of one photo
             for Score-CAM/Ablation-CAM (the command line's ``--batch-size``).
-        eigen_smooth, aug_smooth, max_channels, extra_tokens: as the command line's options.
+        eigen_smooth, aug_smooth, max_channels, extra_tokens, output: as the command line's options (``output``:
+            the output of a model with several; a one-unit linear output is explained as its value, which
+            ``probability`` then holds).
 
     Returns:
         For one image an :class:`Explanation` (a list of K ranked ones with ``top_k`` > 1); for a
@@ -175,7 +178,7 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         raise UsageError(f"batch_size must be at least 1, not {batch_size}")
     explainer = explainer_for(model, layer, method, top_k, weights, preprocess, eigen_smooth=eigen_smooth,
                               aug_smooth=aug_smooth, max_channels=max_channels, extra_tokens=extra_tokens,
-                              batch_size=batch_size)
+                              batch_size=batch_size, output=output)
     single = _is_single(images)
     items = [images] if single else list(images)
     if isinstance(class_index, str):

@@ -57,6 +57,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                          help="explain the class with this name (ImageNet names, or --labels names)")
     classes.add_argument("--top-k", type=int, default=1, metavar="K",
                          help="one heatmap for each of the K most probable classes (files NAME.top1.png ...)")
+    explain.add_argument("--model-output", dest="model_output", default=None, metavar="NAME",
+                         help="for a model with several outputs: the one to explain (a one-unit linear output "
+                              "is a regression, explained as its value)")
     explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
     explain.add_argument("--eigen-smooth", action="store_true",
                          help="the first principal component of the weighted activations instead of their sum")
@@ -184,7 +187,7 @@ def request_of(args: argparse.Namespace) -> dict:
         "version": version, "model": model, "model_file": describe_file(args.model),
         "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
         "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
-        "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
+        "output": args.model_output, "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
         "max_channels": args.max_channels, "extra_tokens": args.extra_tokens, "class_index": args.class_index,
         "class_name": args.class_name, "top_k": args.top_k, "alpha": args.alpha, "colormap": args.colormap,
         "panel": args.panel, "save_npy": args.save_npy, "png_compression": args.png_compression,

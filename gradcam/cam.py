@@ -20,6 +20,7 @@ from .graph import (
     build_explainer_model,
     build_guided_model,
     find_score_head,
+    output_view,
     scores_and_probabilities,
 )
 from .heatmap import normalize_maps
@@ -54,6 +55,8 @@ class Explainer:
         aug_smooth: the mean of the maps over horizontal flip x brightness 1.0/1.1/0.9.
         max_channels: Score-CAM/Ablation-CAM: only the N channels of largest activation variance.
         extra_tokens: a token layer's leading non-patch tokens (default: detected).
+        output: for a model with several outputs, the one to explain (its name); a one-unit linear
+            output is a regression, explained as its value (class 0; "probability" is the value).
         batch_size: model inputs per forward pass of the perturbed images (Score-CAM/Ablation-CAM);
             the same meaning as everywhere: inputs per forward pass.
     """
@@ -61,7 +64,7 @@ class Explainer:
     def __init__(self, model, layer: str | None = None, method: str = "gradcam",
                  preprocess: str | None = None, input_size: tuple[int, int] | None = None, top_k: int = 1,
                  eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
-                 extra_tokens: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+                 extra_tokens: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, output: str | None = None):
         tf, _ = import_tf()
         if not isinstance(model, Classifier):
             model = Classifier(model, model.name, tuple(input_size or model_input_size(model)), preprocess or "none")
@@ -73,14 +76,17 @@ class Explainer:
         self.max_channels, self.batch_size = max_channels, max(1, batch_size)
         self.on_progress = None  # (done, total) after each batch of masks (Score-CAM/Ablation-CAM)
         self.input_size: tuple[int, int] = tuple(input_size or model.input_size)
-        self.target: LayerInfo = resolve_layer(model.model, layer)
+        self.output = output
+        self.model = output_view(model.model, output)  # the caller's model, or a one-output view of it
+        self.target: LayerInfo = resolve_layer(self.model, layer)
         self.extra_tokens = self._check_tokens(extra_tokens)
-        self.head: ScoreHead = find_score_head(model.model)
-        self._explainer = build_explainer_model(model.model, self.target, self.head)
+        self.head: ScoreHead = find_score_head(self.model)
+        self._explainer = build_explainer_model(self.model, self.target, self.head)
         score_shape = tuple(self._explainer.outputs[1].shape)
         if len(score_shape) != 2:
             raise UsageError(f"the model's output has shape {score_shape}; a classifier's is (batch, classes)")
-        self._binary = score_shape[1] == 1
+        self.regression = self.head.kind == "value"
+        self._binary = score_shape[1] == 1 and not self.regression
         self.num_classes: int = 2 if self._binary else int(score_shape[1])
         self._preprocess = preprocess_function(preprocess or model.preprocess)
         self._deletion_baseline: np.ndarray | None = None
@@ -94,7 +100,7 @@ class Explainer:
         if not 1 <= top_k <= self.num_classes:
             raise UsageError(f"--top-k must be between 1 and the number of classes ({self.num_classes}), not {top_k}")
         self.top_k = top_k
-        self._guided = build_guided_model(model.model, self.head) if method == GUIDED_METHOD else None
+        self._guided = build_guided_model(self.model, self.head) if method == GUIDED_METHOD else None
         height, width = self.input_size
         images_spec = tf.TensorSpec((None, height, width, 3), tf.float32)
         classes_spec = tf.TensorSpec((None, top_k), tf.int32)
@@ -105,14 +111,15 @@ class Explainer:
     def options(self) -> dict:
         """The options beyond model and layer that shape the maps (recorded with every output)."""
         return {"method": self.method, "eigen_smooth": self.eigen_smooth, "aug_smooth": self.aug_smooth,
-                "max_channels": self.max_channels if self.perturbation else None, "extra_tokens": self.extra_tokens}
+                "max_channels": self.max_channels if self.perturbation else None, "extra_tokens": self.extra_tokens,
+                "output": self.output}
 
     def with_model(self, classifier: Classifier) -> Explainer:
         """A new Explainer for another classifier (a randomised copy, say) with this layer, method and
         options, for one class per image."""
         return Explainer(classifier, self.layer_name, self.method, eigen_smooth=self.eigen_smooth,
                          aug_smooth=self.aug_smooth, max_channels=self.max_channels,
-                         extra_tokens=self.extra_tokens, batch_size=self.batch_size)
+                         extra_tokens=self.extra_tokens, batch_size=self.batch_size, output=self.output)
 
     def _check_tokens(self, extra_tokens: int | None) -> int | None:
         if not self.target.tokens:  # resolve_layer admits no other 3-D layer
@@ -133,6 +140,8 @@ class Explainer:
         return self.classifier.class_names
 
     def class_name(self, index: int) -> str | None:
+        if self.regression:
+            return "value"
         names = self.class_names
         return names[index] if names is not None and 0 <= index < len(names) else None
 
@@ -318,7 +327,7 @@ class Explainer:
             height, width = self.input_size
             channels, rows = int(self.target.output_shape[-1]), self.batch_size
             scale_variable = tf.Variable(tf.ones((rows, channels)), trainable=False, name="gradcam_ablation_scale")
-            model = build_explainer_model(self.classifier.model, self.target, self.head, scale_variable)
+            model = build_explainer_model(self.model, self.target, self.head, scale_variable)
 
             def step(images, scale):
                 padding = tf.ones((rows - tf.shape(scale)[0], channels))

@@ -183,7 +183,7 @@ def _explainer_options(args) -> dict:
     """The Explainer's keyword arguments from the command line (the local run and Ray actors alike)."""
     return {"layer": args.layer, "method": args.method, "top_k": args.top_k, "eigen_smooth": args.eigen_smooth,
             "aug_smooth": args.aug_smooth, "max_channels": args.max_channels, "extra_tokens": args.extra_tokens,
-            "batch_size": args.batch_size}
+            "batch_size": args.batch_size, "output": args.model_output}
 
 
 def _run_on_ray(args, items, options, show_each: bool):

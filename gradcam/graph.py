@@ -19,7 +19,8 @@ class ScoreHead:
     """How class scores are taken from the model's last layer.
 
     ``kind``: ``pre-softmax``, ``pre-sigmoid``, ``logits`` (the model already
-    outputs linear scores) or ``output`` (could not tell; explained as is).
+    outputs linear scores), ``value`` (one linear unit: a regression, explained
+    as its value) or ``output`` (could not tell; explained as is).
     ``activation``: the function that turns scores into probabilities:
     ``softmax``, ``sigmoid`` or ``none``.
     """
@@ -49,8 +50,35 @@ def find_score_head(model) -> ScoreHead:
     if act_name in ("softmax", "sigmoid"):
         return ScoreHead(layer, containers, f"pre-{act_name}", act_name)
     if act_name == "linear" and not isinstance(layer, keras.layers.Activation):
+        units = getattr(layer, "units", None)
+        if units == 1:  # one linear unit: a regression output, explained as its value
+            return ScoreHead(layer, containers, "value", "none")
         return ScoreHead(layer, containers, "logits", "softmax")
     return ScoreHead(layer, containers, "output", "none")
+
+
+def output_view(model, output: str | None):
+    """The model as a one-output model: itself when it has one output; for several, the output named
+    ``output`` (an output name or the name of the layer that gives it), as a new Keras model over the
+    caller's own layers (nothing copied or changed).
+
+    Raises:
+        UsageError: several outputs and none named, or an unknown name.
+    """
+    _, keras = import_tf()
+    names = [str(name) for name in getattr(model, "output_names", None) or []]
+    if len(model.outputs) == 1 and output is None:
+        return model
+    if output is None:
+        raise UsageError(f"the model has {len(model.outputs)} outputs ({', '.join(names)}): choose one with "
+                         "--model-output NAME")
+    producers = [tensor._keras_history.operation.name for tensor in model.outputs]
+    for index, (name, producer) in enumerate(zip(names or producers, producers)):
+        if output in (name, producer):
+            if len(model.outputs) == 1:
+                return model
+            return keras.Model(model.inputs, model.outputs[index], name=f"{model.name}_{name}")
+    raise UsageError(f"the model has no output named {output!r}; its outputs: {', '.join(names or producers)}")
 
 
 def scores_and_probabilities(raw, head: ScoreHead, binary: bool):
@@ -59,6 +87,8 @@ def scores_and_probabilities(raw, head: ScoreHead, binary: bool):
     the output, class 0 its negation."""
     tf, _ = import_tf()
     raw = tf.cast(raw, tf.float32)
+    if head.kind == "value":  # a regression: the value is the score, and what is reported
+        return raw, raw
     if binary:
         if head.activation == "none":
             return tf.concat([1.0 - raw, raw], axis=1), tf.concat([1.0 - raw, raw], axis=1)
