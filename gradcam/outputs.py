@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from pathlib import Path
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .errors import OutputError
@@ -17,12 +18,21 @@ def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int =
 
     ``photo.jpg`` -> ``photo.jpg.png``; with ``top_k`` > 1, ``photo.jpg.top{rank}.png``.
     """
-    root = Path(output_dir).resolve()
     suffix = f".top{rank}.png" if top_k > 1 else ".png"
-    overlay_path = (root / f"{item.relative}{suffix}").resolve()
-    if root not in overlay_path.parents:
+    relative = PurePosixPath(f"{item.relative}{suffix}")
+    root, folder = _resolved_folders(str(output_dir), str(relative.parent))
+    if root != folder and root not in folder.parents or relative.name in ("", ".", ".."):
         raise OutputError(f"output for {item.path} would leave the output folder")
+    overlay_path = folder / relative.name
     return overlay_path, overlay_path.with_suffix(".npy")
+
+
+@lru_cache(maxsize=4096)
+def _resolved_folders(output_dir: str, relative_folder: str) -> tuple[Path, Path]:
+    """(the output folder, the output's folder inside it), both resolved (symbolic links followed): once
+    per folder, not once per output. The file itself is never followed: it is replaced by a rename."""
+    root = Path(output_dir).resolve()
+    return root, (root / relative_folder).resolve()
 
 
 def relative_path(output_dir: Path, path: Path | None) -> str | None:

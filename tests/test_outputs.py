@@ -15,6 +15,17 @@ def test_output_path_cannot_leave_the_folder(tmp_path):
     assert overlay.name == "x.jpg.top2.png" and npy.name == "x.jpg.top2.npy" and overlay.parent.name == "sub"
 
 
+def test_a_linked_folder_inside_the_output_cannot_lead_out(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputError, match="leave the output folder"):
+        output_paths(InputImage(tmp_path / "x.jpg", "sub/x.jpg"), out)
+    overlay, _ = output_paths(InputImage(tmp_path / "x.jpg", "other/x.jpg"), out)
+    assert overlay == out.resolve() / "other" / "x.jpg.png"
+
+
 def test_relative_path_as_manifests_record_it(tmp_path):
     assert relative_path(tmp_path, tmp_path / "sub" / "c.png") == "sub/c.png"
     assert relative_path(tmp_path, None) is None
