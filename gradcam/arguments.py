@@ -60,6 +60,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--model-output", dest="model_output", default=None, metavar="NAME",
                          help="for a model with several outputs: the one to explain (a one-unit linear output "
                               "is a regression, explained as its value)")
+    explain.add_argument("--region", type=parse_box, default=None, metavar="X0,Y0,X1,Y1",
+                         help="segmentation models: explain the class over this box of each photo (pixels, "
+                              "x0 <= x < x1, y0 <= y < y1); default: the pixels the model assigns to the class")
     explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
     explain.add_argument("--eigen-smooth", action="store_true",
                          help="the first principal component of the weighted activations instead of their sum")
@@ -110,6 +113,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                      help="with --ray: actors, each holding one explainer (default: one per GPU, else 1)")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
     return parser
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """'X0,Y0,X1,Y1' -> a box of whole pixels with x0 < x1 and y0 < y1; anything else is a usage error."""
+    parts = text.split(",")
+    if len(parts) != 4 or not all(part.strip().lstrip("-").isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not X0,Y0,X1,Y1 (four whole numbers, e.g. 10,20,110,220)")
+    x0, y0, x1, y1 = (int(part) for part in parts)
+    if not (x0 < x1 and y0 < y1):
+        raise argparse.ArgumentTypeError(f"{text!r}: the box needs x0 < x1 and y0 < y1")
+    return x0, y0, x1, y1
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -187,7 +201,7 @@ def request_of(args: argparse.Namespace) -> dict:
         "version": version, "model": model, "model_file": describe_file(args.model),
         "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
         "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
-        "output": args.model_output, "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
+        "output": args.model_output, "region": list(args.region) if args.region else None, "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
         "max_channels": args.max_channels, "extra_tokens": args.extra_tokens, "class_index": args.class_index,
         "class_name": args.class_name, "top_k": args.top_k, "alpha": args.alpha, "colormap": args.colormap,
         "panel": args.panel, "save_npy": args.save_npy, "png_compression": args.png_compression,

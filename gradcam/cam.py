@@ -21,6 +21,7 @@ from .graph import (
     build_guided_model,
     find_score_head,
     output_view,
+    region_scores_and_probabilities,
     scores_and_probabilities,
 )
 from .heatmap import normalize_maps
@@ -83,11 +84,19 @@ class Explainer:
         self.head: ScoreHead = find_score_head(self.model)
         self._explainer = build_explainer_model(self.model, self.target, self.head)
         score_shape = tuple(self._explainer.outputs[1].shape)
-        if len(score_shape) != 2:
-            raise UsageError(f"the model's output has shape {score_shape}; a classifier's is (batch, classes)")
+        self.segmentation = len(score_shape) == 4 and None not in score_shape[1:]
+        if len(score_shape) != 2 and not self.segmentation:
+            raise UsageError(f"the model's output has shape {score_shape}; a classifier's is (batch, classes), "
+                             "a segmentation model's (batch, height, width, classes)")
+        self.output_size: tuple[int, int] | None = tuple(score_shape[1:3]) if self.segmentation else None
+        if self.segmentation and (method in PERTURBATION_METHODS or method == GUIDED_METHOD or aug_smooth):
+            raise UsageError(f"segmentation models are explained by the gradient methods, without --aug-smooth; "
+                             f"not by {'--aug-smooth' if aug_smooth else method}")
+        self._regions = tf.Variable(-tf.ones((1, *self.output_size)), shape=tf.TensorShape([None, *self.output_size]),
+                                    trainable=False, name="gradcam_regions") if self.segmentation else None
         self.regression = self.head.kind == "value"
-        self._binary = score_shape[1] == 1 and not self.regression
-        self.num_classes: int = 2 if self._binary else int(score_shape[1])
+        self._binary = score_shape[-1] == 1 and not self.regression and not self.segmentation
+        self.num_classes: int = 2 if self._binary else int(score_shape[-1])
         self._preprocess = preprocess_function(preprocess or model.preprocess)
         self._deletion_baseline: np.ndarray | None = None
         self._scorecam_step = self._ablation_step = None  # compiled when first needed
@@ -146,7 +155,10 @@ class Explainer:
         return names[index] if names is not None and 0 <= index < len(names) else None
 
     def _scores_and_probabilities(self, raw):
-        """Per-class scores (B, C) and probabilities (B, C) from the model's last layer."""
+        """Per-class scores (B, C) and probabilities (B, C) from the model's last layer (for a segmentation
+        model: over each class's region, see :func:`~gradcam.graph.region_scores_and_probabilities`)."""
+        if self.segmentation:
+            return region_scores_and_probabilities(raw, self.head, self._regions)[:2]
         return scores_and_probabilities(raw, self.head, self._binary)
 
     def _grid(self, values):
@@ -174,6 +186,11 @@ class Explainer:
             activations, raw = self._explainer(self._preprocess(images), training=False)
             scores, probabilities = self._scores_and_probabilities(raw)
             chosen = self._choose(probabilities, classes)
+            if self.segmentation:  # each rank's region (B, K, h, w)
+                masks = region_scores_and_probabilities(raw, self.head, self._regions)[2]
+                regions = tf.transpose(tf.gather(masks, chosen, axis=3, batch_dims=1), (0, 3, 1, 2))
+            else:
+                regions = tf.zeros((tf.shape(images)[0], self.top_k, 0, 0))
             picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
         grid = self._grid(activations)
         guided = self._guided_gradients(images, chosen) if self._guided is not None else None
@@ -184,7 +201,7 @@ class Explainer:
             if guided is not None:
                 cam = guided_gradcam_map(guided[k], cam)
             cams.append(cam)
-        return tf.stack(cams, axis=1), chosen, probabilities, tf.reduce_any(grid < 0)
+        return tf.stack(cams, axis=1), chosen, probabilities, tf.reduce_any(grid < 0), regions
 
     def _compute_features(self, images, classes):
         """Forward pass only: activations (B, h, w, K), classes (B, K), probabilities (B, C), scores (B, C)."""
@@ -199,6 +216,8 @@ class Explainer:
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities (B, C) for images float32 (B, H, W, 3) in [0, 255], forward pass only."""
         tf, _ = import_tf()
+        if self.segmentation:
+            raise UsageError("faithfulness scores (--evaluate) need a classifier, not a segmentation model")
         batch = np.asarray(images, dtype=np.float32)
         parts = [self._forward(tf.constant(batch[i : i + batch_size])).numpy() for i in range(0, len(batch), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.float32)
@@ -225,7 +244,8 @@ class Explainer:
             raise UsageError(f"class index {class_index} is out of range: the model has "
                              f"{self.num_classes} classes (0-{self.num_classes - 1})")
 
-    def explain_batch(self, images: np.ndarray, class_index: int | Sequence[int] | None = None) -> BatchResult:
+    def explain_batch(self, images: np.ndarray, class_index: int | Sequence[int] | None = None,
+                      regions: np.ndarray | None = None) -> BatchResult:
         """Explain a batch of resized photos in one forward/backward pass (more for Score-CAM,
         Ablation-CAM and aug-smooth).
 
@@ -233,10 +253,13 @@ class Explainer:
             images: float32 (B, H, W, 3), values 0-255, at ``input_size``; not modified.
             class_index: None (each image's top-1 class), one index for all,
                 or one index per image.
+            regions: segmentation models only: (B, h, w) or (h, w) at ``output_size``, 1 inside the
+                region whose class score is explained; None: each class's own pixels.
         """
         batch = np.asarray(images, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:3] != tuple(self.input_size):
             raise ValueError(f"images must be (B, {self.input_size[0]}, {self.input_size[1]}, 3); got {batch.shape}")
+        self._set_regions(len(batch), regions)
         if class_index is not None and self.top_k > 1:
             raise UsageError("a class index and top_k > 1 exclude each other: top_k explains the most "
                              "probable classes")
@@ -257,14 +280,27 @@ class Explainer:
             result = perturbation_maps(self, self.method, batch, classes, self.max_channels, self.eigen_smooth,
                                        self.batch_size, self.on_progress)
         else:
-            cams, chosen, probabilities, negative = self._step(tf.constant(batch), tf.constant(classes))
-            result = BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy(), bool(negative))
+            cams, chosen, probabilities, negative, regions = self._step(tf.constant(batch), tf.constant(classes))
+            result = BatchResult(cams.numpy(), chosen.numpy(), probabilities.numpy(), bool(negative),
+                                 regions.numpy() > 0.5 if self.segmentation else None)
         if result.negative_activations and not self.negative_activations:
             self.negative_activations = True
             note = self.signed_note()
             if note:
                 warnings.warn(note, SignedActivationsWarning, stacklevel=3)
         return result
+
+    def _set_regions(self, count: int, regions: np.ndarray | None) -> None:
+        """Hold the batch's regions for the compiled steps (segmentation models); -1: each class's pixels."""
+        if not self.segmentation:
+            if regions is not None:
+                raise UsageError("a region applies to segmentation models (output (batch, height, width, classes))")
+            return
+        if regions is None:
+            values = -np.ones((count, *self.output_size), np.float32)
+        else:
+            values = np.broadcast_to(np.asarray(regions, np.float32), (count, *self.output_size))
+        self._regions.assign(np.ascontiguousarray(values))
 
     def signed_note(self) -> str | None:
         """What to tell the user when the layer's activations are signed and the method assumes they

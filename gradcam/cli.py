@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
                          evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
                          max_pixels=args.max_pixels, shard=args.shard, png_compression=args.png_compression,
-                         max_size=args.max_size, request=request_of(args))
+                         max_size=args.max_size, request=request_of(args), region=args.region)
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
     shard = f"shard {args.shard[0]}/{args.shard[1]}: {planned} of " if args.shard else ""
@@ -137,6 +137,10 @@ def _run(args: argparse.Namespace) -> int:
                                                             classifier.class_synonyms)
     if args.class_index is not None:
         explainer.check_class_index(args.class_index)
+    if args.region is not None and not explainer.segmentation:
+        raise UsageError("--region applies to segmentation models (output (batch, height, width, classes))")
+    if explainer.segmentation and (args.evaluate or args.plot):
+        raise UsageError("faithfulness scores (--evaluate) need a classifier, not a segmentation model")
     if explainer.head.kind == "output":
         classifier.notes.append("cannot tell whether the model's last layer gives probabilities or scores "
                                 f"({type(explainer.head.layer).__name__}); explaining its output as it is")

@@ -145,6 +145,34 @@ def _pre_activation_class():
     return _PRE_ACTIVATION[0]
 
 
+def region_scores_and_probabilities(raw, head: ScoreHead, regions):
+    """A segmentation model's class scores over a region (pytorch-grad-cam's SemanticSegmentationTarget).
+
+    Args:
+        raw: (B, h, w, C) per-pixel scores (before the softmax/sigmoid when ``head`` says so).
+        regions: (B, h, w): 1 inside the region and 0 outside; where an image's first value is
+            negative, each class's region is its own pixels (those the model assigns to it).
+
+    Returns:
+        scores (B, C): the sum of class c's pixel scores over its region; probabilities (B, C): class
+        c's mean pixel probability over it (0 for an empty region); masks (B, h, w, C) the regions.
+    """
+    tf, _ = import_tf()
+    raw = tf.cast(raw, tf.float32)
+    if head.activation == "softmax":
+        probabilities = tf.nn.softmax(raw, axis=-1)
+    elif head.activation == "sigmoid":
+        probabilities = tf.sigmoid(raw)
+    else:
+        probabilities = raw
+    own = tf.one_hot(tf.argmax(probabilities, axis=-1), tf.shape(raw)[-1], dtype=tf.float32)
+    given = tf.broadcast_to(tf.cast(regions, tf.float32)[..., None], tf.shape(raw))
+    masks = tf.where(regions[:, :1, :1, None] >= 0, given, own)
+    scores = tf.reduce_sum(raw * masks, axis=(1, 2))
+    mean = tf.math.divide_no_nan(tf.reduce_sum(probabilities * masks, axis=(1, 2)), tf.reduce_sum(masks, axis=(1, 2)))
+    return scores, mean, masks
+
+
 def _call_without_activation(layer, *args, **kwargs):
     """Call ``layer`` on symbolic inputs without its activation.
 

@@ -92,3 +92,20 @@ def heatmap_at(cam: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, boo
     """
     heatmap, is_constant = normalize(cam)
     return upsample(heatmap, shape), is_constant
+
+
+def box_region(box: tuple[int, int, int, int], photo_size: tuple[int, int], grid_size: tuple[int, int]) -> np.ndarray:
+    """A box (x0, y0, x1, y1) in a photo's pixels as a region on a model's output grid: float32 (h, w),
+    1 where the cell's centre, (i + 1/2) H / h, lies inside the box (x0 <= x < x1, y0 <= y < y1).
+
+    Args:
+        photo_size: (H, W) of the photo the box was drawn on.
+        grid_size: (h, w) of the model's output.
+    """
+    x0, y0, x1, y1 = box
+    (height, width), (rows, cols) = photo_size, grid_size
+    centre_y = (np.arange(rows) + 0.5) * height / rows
+    centre_x = (np.arange(cols) + 0.5) * width / cols
+    inside_y = (centre_y >= y0) & (centre_y < y1)
+    inside_x = (centre_x >= x0) & (centre_x < x1)
+    return (inside_y[:, None] & inside_x[None, :]).astype(np.float32)

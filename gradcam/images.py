@@ -254,19 +254,24 @@ def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32)
 
 
-def photo_bytes(path: str | os.PathLike) -> int:
-    """Bytes of the decoded RGB photo (width x height x 3), read from the file's header alone; 0 when
-    the header cannot be read (decoding then reports the error)."""
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header alone; None when the header cannot be read."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
-                width, height = image.size
+                return image.size
     except Exception:
-        return 0
-    return width * height * 3
+        return None
+
+
+def photo_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the decoded RGB photo (width x height x 3), read from the file's header alone; 0 when
+    the header cannot be read (decoding then reports the error)."""
+    size = image_size(path)
+    return size[0] * size[1] * 3 if size else 0
 
 
 def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -168,6 +168,7 @@ def run_settings(explainer, options) -> dict:
         "class_names": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12] if names else None,
         "alpha": options.alpha, "colormap": options.colormap, "panel": options.panel, "save_npy": options.save_npy,
         "png_compression": options.png_compression, "max_size": options.max_size,
+        "region": list(options.region) if options.region else None,
         "evaluate": options.evaluate, "steps": options.steps if options.evaluate else None, "plot": options.plot,
     }
 

@@ -19,8 +19,8 @@ import numpy as np
 from .errors import HeatmapError, ImageError, first_line
 from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
-from .heatmap import check_finite, heatmap_at
-from .images import DEFAULT_MAX_PIXELS, InputImage, load_for_model, photo_bytes
+from .heatmap import box_region, check_finite, heatmap_at
+from .images import DEFAULT_MAX_PIXELS, InputImage, image_size, load_for_model, photo_bytes
 from .errors import OutputError
 from .manifest import (
     ManifestWriter,
@@ -62,6 +62,7 @@ class RunOptions:
     png_compression: int | None = DEFAULT_PNG_COMPRESSION  # zlib level 0-9; None: the fastest encoder
     max_size: int | None = None  # cap the overlay's (and .npy's) longer side; None: the photo's own size
     shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
+    region: tuple[int, int, int, int] | None = None  # segmentation: (x0, y0, x1, y1) in each photo's pixels
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
     request: dict | None = None  # what was asked for (the command line's options, files' identities): lets a
     # rerun whose outputs are all up to date skip them without loading the model (see skip_if_up_to_date)
@@ -79,6 +80,7 @@ class _Decoded:
     item: InputImage
     photo: np.ndarray
     model_input: np.ndarray
+    original_size: tuple[int, int] | None = None  # (H, W) before --max-size: what --region's pixels refer to
 
 
 class _FolderRun:
@@ -157,7 +159,8 @@ class _FolderRun:
             except ImageError as exc:
                 self._error(item, str(exc))
                 continue
-            self.batch.append(_Decoded(item, photo, model_input))
+            size = image_size(item.path) if self.options.region is not None else None
+            self.batch.append(_Decoded(item, photo, model_input, size[::-1] if size else photo.shape[:2]))
             if len(self.batch) == self.batch_size:
                 self._explain(self.batch)
                 self.batch = []
@@ -165,9 +168,13 @@ class _FolderRun:
     # -- stage 3: the model
     def _explain(self, pending: list[_Decoded]) -> None:
         """One compiled step for the batch; if it fails, each image alone, recording those that still fail."""
+        regions = None
+        if self.options.region is not None:
+            regions = np.stack([box_region(self.options.region, entry.original_size, self.explainer.output_size)
+                                for entry in pending])
         try:
             result = self.explainer.explain_batch(np.stack([entry.model_input for entry in pending]),
-                                                  self.options.class_index)
+                                                  self.options.class_index, regions)
         except Exception as exc:
             if len(pending) == 1:
                 self._error(pending[0].item, f"cannot explain: {first_line(exc)}")
@@ -178,12 +185,14 @@ class _FolderRun:
         probability = result.ranked_probability
         for i, entry in enumerate(pending):
             for k in range(self.options.top_k):
+                region = result.regions[i, k] if result.regions is not None else None
                 self._render(entry, result.ranked_cams[i, k], int(result.ranked_class_index[i, k]),
-                             float(probability[i, k]), k + 1)
+                             float(probability[i, k]), k + 1, region)
         self._finish_render(2 * self.batch_size * self.options.top_k)
 
     # -- stage 4: outputs
-    def _render(self, entry: _Decoded, cam: np.ndarray, class_index: int, probability: float, rank: int) -> None:
+    def _render(self, entry: _Decoded, cam: np.ndarray, class_index: int, probability: float, rank: int,
+                region: np.ndarray | None = None) -> None:
         """Check one map, score it when asked (not a constant one: it ranks no pixel), and queue its
         outputs for writing."""
         options, explainer = self.options, self.explainer
@@ -212,7 +221,7 @@ class _FolderRun:
         written = [path for path in (overlay_path, npy_path, curves[0] if curves else None) if path is not None]
         future = self.render_pool.submit(_render_and_identify, self.root, written, entry.photo, cam, overlay_path,
                                          npy_path, options.alpha, options.colormap, title, curves,
-                                         options.png_compression)
+                                         options.png_compression, region)
         self.rendering.append((entry.item, future, values, entry.photo.nbytes))
 
     # -- memory: queues bounded in bytes as well as in photos

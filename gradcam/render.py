@@ -251,16 +251,34 @@ def curves_figure(result, title: str) -> np.ndarray:
     return figure_pixels(figure)
 
 
+def draw_outline(image: np.ndarray, region: np.ndarray, colour=(255, 255, 255)) -> np.ndarray:
+    """``image`` uint8 (H, W, 3) with the outline of ``region`` (bool (h, w) on a coarser grid, cell i
+    covering rows [i H / h, (i + 1) H / h)) drawn in ``colour``: the region's pixels with a neighbour
+    outside it (or on the image's edge). A new array; an empty region draws nothing."""
+    height, width = image.shape[:2]
+    rows = np.minimum(np.arange(height) * region.shape[0] // height, region.shape[0] - 1)
+    cols = np.minimum(np.arange(width) * region.shape[1] // width, region.shape[1] - 1)
+    inside = np.asarray(region, bool)[rows[:, None], cols[None, :]]
+    padded = np.pad(inside, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    out = image.copy()
+    out[inside & ~interior] = colour
+    return out
+
+
 def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_path: Path | None,
                    alpha: float, colormap: str, panel_title: str | None = None, curves: tuple | None = None,
-                   compress_level: int | None = DEFAULT_PNG_COMPRESSION) -> bool:
+                   compress_level: int | None = DEFAULT_PNG_COMPRESSION, region: np.ndarray | None = None) -> bool:
     """Normalise, upsample to the photo, write the overlay (or the side-by-side panel), the .npy,
-    and with ``curves`` = (path, Faithfulness, title) the deletion/insertion plot.
+    and with ``curves`` = (path, Faithfulness, title) the deletion/insertion plot; with ``region`` (bool
+    (h, w), a segmentation model's explained region) its outline is drawn on the overlay.
 
     Returns True if the map is constant (drawn as zero everywhere).
     """
     big, is_zero = heatmap_at(cam, photo.shape[:2])
     image = overlay(photo, big, alpha, colormap)
+    if region is not None:
+        image = draw_outline(image, region)
     if panel_title is not None:
         image = panel_figure(photo, image, panel_title)
     save_png(overlay_path, image, compress_level)

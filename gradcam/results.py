@@ -14,6 +14,7 @@ class BatchResult:
     ranked_class_index: int (B, K) the explained classes of each image.
     probabilities: float32 (B, C) the model's probabilities (see ScoreHead).
     negative_activations: the explained layer's activations had negative values for some image.
+    regions: segmentation models: bool (B, K, h, w) the region of each explained class, else None.
 
     ``cams``, ``class_index`` and ``probability`` give the first rank: (B, h, w), (B,), (B,).
     """
@@ -22,6 +23,7 @@ class BatchResult:
     ranked_class_index: np.ndarray
     probabilities: np.ndarray
     negative_activations: bool = False
+    regions: np.ndarray | None = None
 
     @property
     def cams(self) -> np.ndarray:

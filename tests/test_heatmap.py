@@ -82,3 +82,14 @@ def test_upsample_exact_shape_and_range(h, w, H, W, seed):
     big = upsample(small, (H, W))
     assert big.shape == (H, W) and big.dtype == np.float32
     assert big.min() >= 0 and big.max() <= 1
+
+
+def test_box_region_by_hand():
+    from gradcam.heatmap import box_region
+
+    # a 100 x 200 photo on a 4 x 4 grid: cell centres at y = 12.5, 37.5, 62.5, 87.5 and x = 25, 75, 125, 175
+    region = box_region((50, 30, 130, 70), (100, 200), (4, 4))
+    expected = np.zeros((4, 4), np.float32)
+    expected[1:3, 1:3] = 1  # y 37.5, 62.5 in [30, 70); x 75, 125 in [50, 130)
+    np.testing.assert_array_equal(region, expected)
+    assert box_region((0, 0, 10, 10), (100, 200), (4, 4)).sum() == 0  # no centre inside

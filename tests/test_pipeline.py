@@ -45,11 +45,11 @@ def test_a_failing_batch_is_retried_one_image_at_a_time(tmp_path, tiny_model):
     real = explainer.explain_batch
     calls = []
 
-    def faulty(images, class_index=None):
+    def faulty(images, class_index=None, regions=None):
         calls.append(len(images))
         if (images.reshape(len(images), -1).max(axis=1) == 0).any():
             raise RuntimeError("injected fault\nsecond line")
-        return real(images, class_index)
+        return real(images, class_index, regions)
 
     explainer.explain_batch = faulty
     out = tmp_path / "out"

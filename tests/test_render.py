@@ -178,3 +178,18 @@ def test_the_one_pass_uint8_blend_equals_the_float32_formula_bit_for_bit(alpha, 
         table, _colour_index(heatmap, len(table)), axis=0)
     expected = np.clip(np.rint(expected), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(overlay(photo, heatmap, alpha, colormap), expected)
+
+
+def test_draw_outline_by_hand():
+    from gradcam.render import draw_outline
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    region = np.zeros((4, 4), bool)
+    region[1:3, 1:3] = True  # photo rows and columns 2-5
+    out = draw_outline(image, region, (255, 0, 0))
+    red = np.all(out == (255, 0, 0), axis=-1)
+    expected = np.zeros((8, 8), bool)
+    expected[2:6, 2:6] = True
+    expected[3:5, 3:5] = False  # the interior stays as it was
+    np.testing.assert_array_equal(red, expected)
+    assert not draw_outline(image, np.zeros((4, 4), bool)).any() and not image.any()  # not changed in place

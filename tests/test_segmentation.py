@@ -1,0 +1,124 @@
+"""Segmentation models (output (batch, h, w, classes)): a class explained over a region, by default the
+pixels the model assigns to it, or a box (--region); a small network trained in the test to segment a
+bright square, against an independent computation of the region score's gradient."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import keras
+from PIL import Image
+
+from gradcam.cam import Explainer
+from gradcam.cli import main
+from gradcam.errors import UsageError
+
+SIZE, SQUARE = 32, 8
+
+
+def square_scenes(n: int, rng: np.random.Generator):
+    """Noise with one bright square: images float32 (n, 32, 32, 3), masks int (n, 32, 32) 1 on the
+    square, centres (n, 2) as (row, col)."""
+    images = rng.uniform(0, 90, (n, SIZE, SIZE, 1)).astype(np.float32)
+    masks = np.zeros((n, SIZE, SIZE), np.int64)
+    centres = rng.integers(SQUARE // 2, SIZE - SQUARE // 2, (n, 2))
+    for image, mask, (r, c) in zip(images, masks, centres):
+        rows, cols = slice(r - SQUARE // 2, r + SQUARE // 2), slice(c - SQUARE // 2, c + SQUARE // 2)
+        image[rows, cols] = rng.uniform(170, 255)
+        mask[rows, cols] = 1
+    return np.repeat(images, 3, axis=3), masks, centres
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    """Conv layers with 'same' padding -> a per-pixel softmax over (background, square)."""
+    k = keras()
+    k.utils.set_random_seed(11)
+    rng = np.random.default_rng(11)
+    images, masks, _ = square_scenes(600, rng)
+    inputs = k.Input((SIZE, SIZE, 3))
+    x = k.layers.Rescaling(1 / 255.0)(inputs)
+    x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="features")(x)
+    outputs = k.layers.Conv2D(2, 1, activation="softmax", name="segments")(x)
+    model = k.Model(inputs, outputs, name="segmenter")
+    model.compile(optimizer=k.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    model.fit(images, masks, epochs=6, batch_size=32, verbose=0)
+    test_images, test_masks, centres = square_scenes(20, rng)
+    predicted = model.predict(test_images, verbose=0).argmax(axis=-1)
+    assert (predicted == test_masks).mean() > 0.97, "the segmenter did not learn"
+    return model, test_images, test_masks, centres
+
+
+def independent_region_cam(model, images, region):
+    """Grad-CAM of sum over ``region`` (B, h, w) of the square class's pre-softmax score, by hand: a probe
+    gives the 'features' activations and the last layer's input; the 1x1 logits are formed here."""
+    tf = pytest.importorskip("tensorflow")
+    head = model.get_layer("segments")
+    probe = keras().Model(model.inputs, [model.get_layer("features").output, head.input])
+    kernel, bias = head.get_weights()
+    with tf.GradientTape() as tape:
+        activations, features = probe(tf.constant(images), training=False)
+        logits = tf.einsum("bhwk,kc->bhwc", features, kernel[0, 0]) + bias
+        score = tf.reduce_sum(logits[..., 1] * tf.constant(region, tf.float32), axis=(1, 2))
+    gradients = tape.gradient(score, activations).numpy()
+    weights = gradients.mean(axis=(1, 2))
+    return np.maximum(np.einsum("bhwk,bk->bhw", activations.numpy(), weights), 0)
+
+
+def test_the_default_region_is_the_pixels_assigned_to_the_class(segmenter):
+    model, images, masks, centres = segmenter
+    explainer = Explainer(model, layer="features")
+    assert explainer.segmentation and explainer.output_size == (SIZE, SIZE) and explainer.num_classes == 2
+    result = explainer.explain_batch(images, 1)
+    assigned = model.predict(images, verbose=0).argmax(axis=-1) == 1
+    np.testing.assert_array_equal(result.regions[:, 0], assigned)
+    expected = independent_region_cam(model, images, assigned.astype(np.float32))
+    np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-5 * expected.max())
+    probabilities = model.predict(images, verbose=0)[..., 1]
+    np.testing.assert_allclose(result.probability, [p[a].mean() for p, a in zip(probabilities, assigned)], rtol=1e-4)
+    hits = sum(abs(np.unravel_index(np.argmax(c), c.shape)[0] - r) <= SQUARE // 2 + 1
+               and abs(np.unravel_index(np.argmax(c), c.shape)[1] - col) <= SQUARE // 2 + 1
+               for c, (r, col) in zip(result.cams, centres))
+    assert hits >= 0.8 * len(images), f"the map peaks on the square for {hits} of {len(images)}"
+
+
+def test_a_box_region_is_explained_as_given(segmenter):
+    model, images, _, _ = segmenter
+    region = np.zeros((SIZE, SIZE), np.float32)
+    region[4:20, 6:30] = 1
+    result = Explainer(model, layer="features").explain_batch(images, 1, regions=region)
+    expected = independent_region_cam(model, images, np.broadcast_to(region, (len(images), SIZE, SIZE)))
+    np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-5 * max(expected.max(), 1e-12))
+    assert np.array_equal(result.regions[0, 0], region > 0)
+
+
+def test_what_segmentation_refuses(segmenter, tiny_model):
+    model, images, _, _ = segmenter
+    for options in ({"method": "scorecam"}, {"method": "guided-gradcam"}, {"aug_smooth": True}):
+        with pytest.raises(UsageError, match="segmentation models are explained by the gradient methods"):
+            Explainer(model, layer="features", **options)
+    with pytest.raises(UsageError, match="a region applies to segmentation models"):
+        Explainer(tiny_model).explain_batch(np.zeros((1, 32, 32, 3), np.float32), regions=np.ones((8, 8)))
+
+
+def test_cli_region_outline_and_record(segmenter, tmp_path, capsys):
+    model, images, masks, centres = segmenter
+    path = tmp_path / "segmenter.keras"
+    model.save(path)
+    photo = tmp_path / "scene.png"
+    big = np.asarray(Image.fromarray(images[0].astype(np.uint8)).resize((64, 64), Image.NEAREST))
+    Image.fromarray(big).save(photo)
+    r, c = centres[0] * 2
+    box = (c - 10, r - 10, c + 10, r + 10)  # around the square, in the 64 x 64 photo's pixels
+    out = tmp_path / "out"
+    assert main(["--model", str(path), "--layer", "features", str(photo), "-o", str(out), "--class-index", "1",
+                 "--region", ",".join(map(str, box)), "--save-npy"]) == 0
+    overlay = np.asarray(Image.open(out / "scene.png.png").convert("RGB"))
+    white = np.all(overlay == 255, axis=-1)
+    assert white.any() and white[box[1]:box[3], box[0]:box[2]].sum() == white.sum()  # the outline, on the box
+    from gradcam.manifest import input_records, read_records
+
+    (record,) = input_records(read_records(out / "manifest.jsonl"))
+    assert record["settings"]["region"] == list(box) and record["class_index"] == 1
+    assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o2"), "--evaluate"]) == 2
+    assert "need a classifier" in capsys.readouterr().err
