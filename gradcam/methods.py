@@ -1,6 +1,7 @@
 """The CAM methods as small pure functions of (activations, gradients).
 
-Shapes: ``activations`` and ``gradients`` are (batch, h, w, channels) float32, the
+Shapes: ``activations`` and ``gradients`` are (batch, h, w, channels) float32 -- or (batch, d, h, w,
+channels) for a 3-D (volumetric) layer: every reduction runs over all spatial axes --, the
 gradients being d y^c / d A of each image's own class score y^c before the softmax.
 Each method gives *weighted activations* (batch, h, w, channels); the map (batch, h, w),
 >= 0 and not yet normalised, is ReLU of their sum over channels, or of their first
@@ -30,24 +31,29 @@ def first_component(values):
     """
     tf, _ = import_tf()
     shape = tf.shape(values)
-    flat = tf.reshape(values, (shape[0], shape[1] * shape[2], shape[3]))
+    flat = tf.reshape(values, (shape[0], -1, shape[-1]))  # (B, positions, K), any number of spatial axes
     centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
     _, _, v = tf.linalg.svd(centred, full_matrices=False)  # v: (B, K, min(hw, K))
     projection = tf.einsum("bpk,bk->bp", centred, v[:, :, 0])
     mean = tf.reduce_mean(centred, axis=-1)  # the centred channel mean
     sign = tf.where(tf.reduce_sum(projection * mean, axis=1, keepdims=True) < 0, -1.0, 1.0)
-    return tf.reshape(projection * sign, shape[:3])
+    return tf.reshape(projection * sign, shape[:-1])
+
+
+def spatial_axes(values) -> tuple[int, ...]:
+    """The spatial axes of (B, ..., K) values: (1, 2) for a 2-D map, (1, 2, 3) for a volume."""
+    return tuple(range(1, len(values.shape) - 1))
 
 
 def _scaled(activations, weights):
-    """w_k A^k for channel weights (B, K): (B, h, w, K)."""
-    return activations * weights[:, None, None, :]
+    """w_k A^k for channel weights (B, K): (B, h, w, K) (or (B, d, h, w, K))."""
+    return activations * weights[(slice(None),) + (None,) * len(spatial_axes(activations)) + (slice(None),)]
 
 
 def gradcam_weighted(activations, gradients):
     """Grad-CAM (Selvaraju et al., 2017): alpha_k A^k with alpha_k = mean_ij dy/dA^k_ij."""
     tf, _ = import_tf()
-    return _scaled(activations, tf.reduce_mean(gradients, axis=(1, 2)))
+    return _scaled(activations, tf.reduce_mean(gradients, axis=spatial_axes(gradients)))
 
 
 def counterfactual_weighted(activations, gradients):
@@ -74,9 +80,10 @@ def gradcam_plus_plus_weighted(activations, gradients):
     also normalise).
     """
     tf, _ = import_tf()
-    sum_a = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    axes = spatial_axes(activations)
+    sum_a = tf.reduce_sum(activations, axis=axes, keepdims=True)
     terms = tf.nn.relu(gradients) / (2.0 + tf.nn.relu(sum_a * gradients))
-    return _scaled(activations, tf.reduce_sum(terms, axis=(1, 2)))
+    return _scaled(activations, tf.reduce_sum(terms, axis=axes))
 
 
 def hirescam_weighted(activations, gradients):
@@ -98,8 +105,9 @@ def xgradcam_weighted(activations, gradients):
     sum |A| keeps |w_k| <= max |g| (0 for an all-zero channel).
     """
     tf, _ = import_tf()
-    share = tf.math.divide_no_nan(activations, tf.reduce_sum(tf.abs(activations), axis=(1, 2), keepdims=True))
-    return _scaled(activations, tf.reduce_sum(share * gradients, axis=(1, 2)))
+    axes = spatial_axes(activations)
+    share = tf.math.divide_no_nan(activations, tf.reduce_sum(tf.abs(activations), axis=axes, keepdims=True))
+    return _scaled(activations, tf.reduce_sum(share * gradients, axis=axes))
 
 
 def eigencam_weighted(activations, gradients):

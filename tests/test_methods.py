@@ -216,3 +216,27 @@ def test_xgradcam_on_a_channel_that_sums_to_zero_by_hand():
     a = np.array([[[[1.0], [-1.0]]]], np.float32)
     g = np.array([[[[3.0], [1.0]]]], np.float32)
     np.testing.assert_allclose(run(methods.xgradcam_map, a=a, g=g), [[1.0, 0.0]], rtol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), depth=st.integers(1, 4), h=st.integers(1, 5), channels=st.integers(1, 6),
+       name=st.sampled_from(["gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "counterfactual",
+                             "eigencam", "eigengradcam"]))
+def test_every_method_on_a_volume_equals_the_method_on_its_positions_laid_flat(seed, depth, h, channels, name):
+    """3-D layers (B, d, h, w, K): every reduction runs over all spatial axes, so a volume's map is the
+    map of the same positions laid out as one 2-D (d * h, w) grid, reshaped back."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0.3, 1.0, (2, depth, h, 3, channels)).astype(np.float32)
+    g = rng.normal(0.0, 1e-3, a.shape).astype(np.float32)
+    method = methods.METHODS[name]
+    volume = method(tf.constant(a), tf.constant(g)).numpy()
+    flat = method(tf.constant(a.reshape(2, depth * h, 3, channels)), tf.constant(g.reshape(2, depth * h, 3, channels)))
+    assert volume.shape == (2, depth, h, 3)
+    np.testing.assert_allclose(volume, flat.numpy().reshape(volume.shape), rtol=1e-4, atol=1e-6 * np.abs(volume).max())
+    if name.startswith("eigen"):
+        return  # an SVD's vectors are not unique where singular values tie: the flat layout is the check
+    from reference import reference  # and the NumPy reference, written for 2-D maps, on the flat layout
+
+    expected = reference(name)(a.reshape(2, depth * h, 3, channels), g.reshape(2, depth * h, 3, channels))
+    np.testing.assert_allclose(volume, expected.reshape(volume.shape), rtol=1e-3, atol=1e-5 * np.abs(expected).max())
