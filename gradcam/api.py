@@ -19,11 +19,11 @@ from .cam import Explainer
 from .classes import find_class
 from .errors import UsageError
 from .heatmap import heatmap_at
-from .images import array_to_rgb, load_image, pil_to_rgb, resize_for_model
+from .images import array_to_rgb, load_image, load_volume, pil_to_rgb, resize_for_model, resize_volume
 from .loading import Classifier, load_classifier
 from .names import DEFAULT_BATCH_SIZE
 from .render import overlay as blend
-from .render import panel, panel_title
+from .render import montage, panel, panel_title, planes_figure
 
 
 @dataclass
@@ -31,8 +31,9 @@ class Explanation:
     """One heatmap for one image and class.
 
     Attributes:
-        heatmap: float32 (H, W) in [0, 1] at the image's own size.
-        image: uint8 (H, W, 3) the photo as explained (a copy; yours is not kept or changed).
+        heatmap: float32 (H, W) in [0, 1] at the image's own size ((D, H, W) for a volume).
+        image: uint8 (H, W, 3) the photo as explained (a copy; yours is not kept or changed); for a
+            volume, float32 (D, H, W, C).
         class_index, class_name, probability: the explained class and the model's probability for it.
         layer, method: what was explained, and how.
         rank: 1 for the most probable class, ... (with ``top_k``).
@@ -50,9 +51,12 @@ class Explanation:
     zero_heatmap: bool = False
 
     def overlay(self, alpha: float = 0.4, colormap: str = "jet"):
-        """The coloured heatmap over the photo, as a PIL image (H x W, RGB)."""
+        """The coloured heatmap over the photo, as a PIL image (H x W, RGB); for a volume, a montage of
+        axial slices with the heatmap over each."""
         from PIL import Image
 
+        if self.heatmap.ndim == 3:
+            return Image.fromarray(montage(self.image, self.heatmap, alpha, colormap))
         return Image.fromarray(blend(self.image, self.heatmap, alpha, colormap))
 
     def title(self) -> str:
@@ -61,8 +65,10 @@ class Explanation:
                             "probability": self.probability, "layer": self.layer, "method": self.method})
 
     def figure(self, alpha: float = 0.4, colormap: str = "jet"):
-        """The photo and the overlay side by side under :meth:`title`: a matplotlib Figure, which
-        Jupyter shows as a picture (no ``%matplotlib inline`` needed)."""
+        """The photo and the overlay side by side under :meth:`title` (for a volume: its three central
+        planes): a matplotlib Figure, which Jupyter shows as a picture (no ``%matplotlib inline`` needed)."""
+        if self.heatmap.ndim == 3:
+            return planes_figure(self.image, self.heatmap, self.title(), alpha, colormap)
         return panel(self.image, blend(self.image, self.heatmap, alpha, colormap), self.title())
 
     def _repr_png_(self) -> bytes:
@@ -128,11 +134,11 @@ def to_photo(image: Any) -> np.ndarray:
     return array_to_rgb(image)
 
 
-def _is_single(images: Any) -> bool:
+def _is_single(images: Any, volumetric: bool = False) -> bool:
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "getbands"):
         return True
     if isinstance(images, np.ndarray):
-        return images.ndim in (2, 3)
+        return images.ndim in ((3, 4) if volumetric else (2, 3))
     return False
 
 
@@ -179,7 +185,7 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
     explainer = explainer_for(model, layer, method, top_k, weights, preprocess, eigen_smooth=eigen_smooth,
                               aug_smooth=aug_smooth, max_channels=max_channels, extra_tokens=extra_tokens,
                               batch_size=batch_size, output=output)
-    single = _is_single(images)
+    single = _is_single(images, explainer.volumetric)
     items = [images] if single else list(images)
     if isinstance(class_index, str):
         classifier = explainer.classifier
@@ -189,15 +195,19 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         raise UsageError(f"class_index has {len(class_index)} entries for {len(items)} image(s)")
     results = []
     for start in range(0, len(items), batch_size):
-        photos = [to_photo(image) for image in items[start : start + batch_size]]
-        batch = np.stack([resize_for_model(photo, explainer.input_size) for photo in photos])
+        if explainer.volumetric:  # volumes: .npy paths or arrays, resampled in 3-D to the model's input
+            photos = [load_volume(image, explainer.channels) for image in items[start : start + batch_size]]
+            batch = np.stack([resize_volume(photo, explainer.input_size) for photo in photos])
+        else:
+            photos = [to_photo(image) for image in items[start : start + batch_size]]
+            batch = np.stack([resize_for_model(photo, explainer.input_size) for photo in photos])
         wanted = class_index[start : start + len(photos)] if per_image else class_index
         result = explainer.explain_batch(batch, wanted)
         probability = result.ranked_probability
         for i, photo in enumerate(photos):
             ranked = []
             for k in range(top_k):
-                heatmap, constant = heatmap_at(result.ranked_cams[i, k], photo.shape[:2])
+                heatmap, constant = heatmap_at(result.ranked_cams[i, k], photo.shape[:explainer.ndim])
                 index = int(result.ranked_class_index[i, k])
                 ranked.append(Explanation(heatmap, photo, index, explainer.class_name(index),
                                           float(probability[i, k]), explainer.layer_name, explainer.method,

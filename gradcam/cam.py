@@ -76,7 +76,14 @@ class Explainer:
         self.eigen_smooth, self.aug_smooth = eigen_smooth, aug_smooth
         self.max_channels, self.batch_size = max_channels, max(1, batch_size)
         self.on_progress = None  # (done, total) after each batch of masks (Score-CAM/Ablation-CAM)
-        self.input_size: tuple[int, int] = tuple(input_size or model.input_size)
+        self.input_size: tuple[int, ...] = tuple(input_size or model.input_size)
+        #: a volumetric (3-D) model: input (B, D, H, W, C), maps (B, d, h, w)
+        self.volumetric = len(model.model.inputs[0].shape) == 5
+        self.channels = int(model.model.inputs[0].shape[-1]) if self.volumetric else 3
+        self.ndim = 3 if self.volumetric else 2  # spatial axes of the inputs and the maps
+        if self.volumetric and (method in PERTURBATION_METHODS or method == GUIDED_METHOD or aug_smooth):
+            raise UsageError(f"volumetric models are explained by the gradient methods, without --aug-smooth; "
+                             f"not by {'--aug-smooth' if aug_smooth else method}")
         self.output = output
         self.model = output_view(model.model, output)  # the caller's model, or a one-output view of it
         self.target: LayerInfo = resolve_layer(self.model, layer)
@@ -110,8 +117,7 @@ class Explainer:
             raise UsageError(f"--top-k must be between 1 and the number of classes ({self.num_classes}), not {top_k}")
         self.top_k = top_k
         self._guided = build_guided_model(self.model, self.head) if method == GUIDED_METHOD else None
-        height, width = self.input_size
-        images_spec = tf.TensorSpec((None, height, width, 3), tf.float32)
+        images_spec = tf.TensorSpec((None, *self.input_size, self.channels), tf.float32)
         classes_spec = tf.TensorSpec((None, top_k), tf.int32)
         self._forward = tf.function(self._probabilities, input_signature=[images_spec])
         self._step = tf.function(self._compute, input_signature=[images_spec, classes_spec])
@@ -257,8 +263,9 @@ class Explainer:
                 region whose class score is explained; None: each class's own pixels.
         """
         batch = np.asarray(images, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:3] != tuple(self.input_size):
-            raise ValueError(f"images must be (B, {self.input_size[0]}, {self.input_size[1]}, 3); got {batch.shape}")
+        expected = (*self.input_size, self.channels)
+        if batch.shape[1:] != expected:
+            raise ValueError(f"images must be (B, {', '.join(map(str, expected))}); got {batch.shape}")
         self._set_regions(len(batch), regions)
         if class_index is not None and self.top_k > 1:
             raise UsageError("a class index and top_k > 1 exclude each other: top_k explains the most "
@@ -397,14 +404,15 @@ class Explainer:
         return self._deletion_baseline
 
     @property
-    def map_size(self) -> tuple[int, int]:
-        """(h, w) of the maps: the layer's spatial size (its token grid), or the input size for guided-gradcam."""
+    def map_size(self) -> tuple[int, ...]:
+        """(h, w) of the maps ((d, h, w) for a volume): the layer's spatial size (its token grid), or the
+        input size for guided-gradcam."""
         if self._guided is not None:
             return self.input_size
         if self.extra_tokens is not None:
             side = token_grid(int(self.target.output_shape[1]), self.extra_tokens)[1]
             return side, side
-        return tuple(int(d) for d in self.target.output_shape[1:3])
+        return tuple(int(d) for d in self.target.output_shape[1:-1])
 
     def passes_per_image(self) -> int:
         """Forward passes one image costs: 1, or the channels used for Score-CAM/Ablation-CAM; x6 with aug-smooth."""

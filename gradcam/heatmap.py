@@ -49,7 +49,7 @@ def normalize_maps(cams: np.ndarray) -> np.ndarray:
         return np.where(spread > 0, (cams - low) / np.where(spread > 0, spread, 1.0), np.where(np.isfinite(spread), 0.0, cams))
 
 
-def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def upsample(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Upsample a heatmap to exactly ``shape`` with ``scipy.ndimage.zoom`` (order=1).
 
     Pixel centres are aligned (``grid_mode=True``): cell i of h covers photo rows
@@ -57,27 +57,27 @@ def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ``tf.image.resize`` (half-pixel centres); edges are held (``mode="nearest"``).
 
     Args:
-        heatmap: float array (h, w) in [0, 1].
-        shape: (H, W) of the original photo.
+        heatmap: float array (h, w) in [0, 1] -- or (d, h, w) for a volume, zoomed in 3-D the same way.
+        shape: (H, W) of the original photo ((D, H, W) of the volume).
 
     Returns:
-        float32 array (H, W) in [0, 1].
+        float32 array of ``shape`` in [0, 1].
     """
     from scipy import ndimage
 
     heatmap = np.asarray(heatmap, dtype=np.float32)
-    height, width = shape
-    factors = (height / heatmap.shape[0], width / heatmap.shape[1])
+    shape = tuple(int(n) for n in shape)
+    factors = tuple(big / small for big, small in zip(shape, heatmap.shape))
     big = ndimage.zoom(heatmap, factors, order=1, mode="nearest", grid_mode=True)
-    if big.shape != (height, width):  # zoom rounds the output size; fix an off-by-one
-        big = _fit(big, height, width)
+    if big.shape != shape:  # zoom rounds the output size; fix an off-by-one
+        big = _fit(big, shape)
     return np.clip(big, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _fit(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Crop or edge-pad a 2-D array to (height, width)."""
-    array = array[:height, :width]
-    pad = ((0, height - array.shape[0]), (0, width - array.shape[1]))
+def _fit(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Crop or edge-pad an array to ``shape``."""
+    array = array[tuple(slice(0, n) for n in shape)]
+    pad = tuple((0, n - m) for n, m in zip(shape, array.shape))
     return np.pad(array, pad, mode="edge") if any(p[1] for p in pad) else array
 
 

@@ -341,3 +341,39 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     elif values.shape[2] == 1:
         values = np.repeat(values, 3, axis=2)
     return np.ascontiguousarray(np.rint(values).astype(np.uint8))
+
+
+def load_volume(volume, channels: int = 1) -> np.ndarray:
+    """A volume as float32 (D, H, W, C): a ``.npy`` file's array or an array, (D, H, W) or (D, H, W, C);
+    yours is not changed.
+
+    Raises:
+        ImageError: an unreadable file, another shape, another channel count, or NaN/infinite values.
+    """
+    if isinstance(volume, (str, os.PathLike)):
+        try:
+            volume = np.load(volume, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"not a readable .npy volume ({str(exc).splitlines()[0][:200]})") from None
+    values = np.array(volume, dtype=np.float32)
+    if values.ndim == 3:
+        values = values[..., None]
+    if values.ndim != 4 or 0 in values.shape or values.shape[3] != channels:
+        raise ImageError(f"a volume must be (D, H, W) or (D, H, W, {channels}); got {np.shape(volume)}")
+    if not np.isfinite(values).all():
+        raise ImageError("the volume has NaN or infinite values")
+    return values
+
+
+def resize_volume(volume: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
+    """A volume (D, H, W, C) resampled to the model's (d, h, w) with ``scipy.ndimage.zoom`` (order 1,
+    pixel centres aligned, as the heatmaps are): float32 (d, h, w, C)."""
+    if tuple(volume.shape[:3]) == tuple(size):
+        return volume
+    from scipy import ndimage
+
+    factors = tuple(new / old for new, old in zip(size, volume.shape[:3])) + (1.0,)
+    resized = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
+    resized = resized[: size[0], : size[1], : size[2]]
+    pad = tuple((0, n - m) for n, m in zip(size, resized.shape[:3])) + ((0, 0),)
+    return np.pad(resized, pad, mode="edge") if any(p[1] for p in pad) else resized

@@ -36,8 +36,9 @@ class LayerInfo:
 
     @property
     def spatial(self) -> bool:
-        """True for a 4-D output (batch, height, width, channels): explainable by Grad-CAM."""
-        return self.output_shape is not None and len(self.output_shape) == 4
+        """True for a 4-D output (batch, height, width, channels), or a 5-D one (batch, depth, height,
+        width, channels) of a volumetric (3-D) network: explainable by Grad-CAM."""
+        return self.output_shape is not None and len(self.output_shape) in (4, 5)
 
     @property
     def tokens(self) -> bool:

@@ -243,13 +243,19 @@ def load_model_file(path: str | Path):
         raise WeightsError(f"cannot load model {path}: {first_line(exc)}") from None
 
 
-def model_input_size(model) -> tuple[int, int]:
-    """(height, width) of a Keras model's image input; (224, 224) where it takes any size.
+def model_input_size(model) -> tuple[int, ...]:
+    """(height, width) of a Keras model's image input; (224, 224) where it takes any size; (depth,
+    height, width) of a volumetric model's input (batch, depth, height, width, channels).
 
     Raises:
-        UsageError: the input is not an image batch (batch, height, width, 1 or 3).
+        UsageError: the input is not an image batch (batch, height, width, 1 or 3), nor a volume batch
+            of known size.
     """
     shape = tuple(model.inputs[0].shape)
+    if len(shape) == 5:
+        if None in shape[1:]:
+            raise UsageError(f"volume model input shape {shape} needs a fixed depth, height, width and channels")
+        return tuple(int(d) for d in shape[1:4])
     if len(shape) != 4 or shape[3] not in (1, 3, None):
         raise UsageError(f"model input shape {shape} is not an image batch (batch, height, width, 3)")
     if shape[1] is None or shape[2] is None:

@@ -294,3 +294,49 @@ def panel_title(values: dict) -> str:
     """'tabby (53.2%) · layer block5_conv4 · gradcam' for a record's values."""
     name = values["class_name"] if values.get("class_name") is not None else f"class {values['class_index']}"
     return f"{name} ({values['probability']:.1%}) · layer {values['layer']} · {values['method']}"
+
+
+def _grey(volume: np.ndarray) -> np.ndarray:
+    """A volume's first channel scaled min-max to uint8 (D, H, W)."""
+    values = np.asarray(volume, np.float32)
+    values = values[..., 0] if values.ndim == 4 else values
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return np.rint(scaled * 255).astype(np.uint8)
+
+
+def volume_slices(volume: np.ndarray, heatmap: np.ndarray, count: int = 8) -> list[int]:
+    """The axial slices a montage shows: ``count`` evenly spaced through the depth."""
+    depth = heatmap.shape[0]
+    return sorted(set(np.linspace(0, depth - 1, min(count, depth)).round().astype(int).tolist()))
+
+
+def montage(volume: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet",
+            count: int = 8) -> np.ndarray:
+    """Axial slices of a volume (D, H, W[, C]) with the 3-D heatmap (D, H, W) laid over each, side by side
+    with 2-pixel gaps: uint8 (H, n W + 2 (n - 1), 3)."""
+    grey = _grey(volume)
+    tiles = []
+    for z in volume_slices(volume, heatmap, count):
+        photo = np.repeat(grey[z][..., None], 3, axis=2)
+        tiles.append(overlay(photo, heatmap[z], alpha, colormap))
+        tiles.append(np.zeros((photo.shape[0], 2, 3), np.uint8))
+    return np.concatenate(tiles[:-1], axis=1)
+
+
+def planes_figure(volume: np.ndarray, heatmap: np.ndarray, title: str, alpha: float = 0.4, colormap: str = "jet"):
+    """The three central planes (axial, coronal, sagittal) of a volume with its heatmap: a Figure (shown
+    as a picture in Jupyter)."""
+    grey = _grey(volume)
+    depth, height, width = heatmap.shape
+    planes = (("axial", grey[depth // 2], heatmap[depth // 2]), ("coronal", grey[:, height // 2], heatmap[:, height // 2]),
+              ("sagittal", grey[:, :, width // 2], heatmap[:, :, width // 2]))
+    figure = display_figure(figsize=(12, 4.6), dpi=100)
+    for position, (label, plane, heat) in enumerate(planes):
+        axes = figure.add_subplot(1, 3, position + 1)
+        axes.imshow(overlay(np.repeat(plane[..., None], 3, axis=2), heat, alpha, colormap))
+        axes.set_title(label, fontsize=11)
+        axes.axis("off")
+    figure.suptitle(title, fontsize=13)
+    figure.tight_layout()
+    return figure
