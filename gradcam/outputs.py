@@ -20,7 +20,7 @@ def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int =
     """
     suffix = f".top{rank}.png" if top_k > 1 else ".png"
     relative = PurePosixPath(f"{item.relative}{suffix}")
-    root, folder = _resolved_folders(str(output_dir), str(relative.parent))
+    root, folder = _resolved_folders(os.path.abspath(output_dir), str(relative.parent))  # absolute: cwd may change
     if root != folder and root not in folder.parents or relative.name in ("", ".", ".."):
         raise OutputError(f"output for {item.path} would leave the output folder")
     overlay_path = folder / relative.name

@@ -63,3 +63,12 @@ def test_outputs_and_manifest_lines_are_fsynced(tmp_path, monkeypatch):
     writer.write({"input": "a", "status": "ok"})
     writer.close()
     assert len(synced) == 2  # after the line
+
+
+def test_a_relative_output_folder_follows_the_working_directory(tmp_path, monkeypatch):
+    item = InputImage(tmp_path / "x.jpg", "x.jpg")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        overlay, _ = output_paths(item, "out")
+        assert overlay == (tmp_path / folder / "out" / "x.jpg.png").resolve()
