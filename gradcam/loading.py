@@ -77,16 +77,13 @@ def load_classifier(
     check_model_request(model, weights, preprocess)
     _, keras = import_tf(verbose)
     key = model.lower()
-    if key == efficientnet_lite.NAME:
-        loaded = _load_efficientnet_lite0(keras, weights)
-        classifier = Classifier(loaded, key, efficientnet_lite.INPUT_SIZE, preprocess or "none", imagenet_class_names(),
-                                class_synonyms=imagenet_synonyms(), weights=weights)
-        if weights == "random":
-            classifier.notes.append("random weights: the heatmaps show nothing about a trained model")
-    elif key in ARCHITECTURES:
-        arch = ARCHITECTURES[key]
-        loaded = _load_application(keras, key, arch, weights)
-        classifier = Classifier(loaded, key, arch.input_size, preprocess or arch.preprocess, imagenet_class_names(),
+    if key in MODEL_NAMES:  # a named ImageNet classifier: keras.applications, or EfficientNet-Lite0
+        if key == efficientnet_lite.NAME:
+            loaded, input_size, family = _load_efficientnet_lite0(keras, weights), efficientnet_lite.INPUT_SIZE, "none"
+        else:
+            arch = ARCHITECTURES[key]
+            loaded, input_size, family = _load_application(keras, key, arch, weights), arch.input_size, arch.preprocess
+        classifier = Classifier(loaded, key, input_size, preprocess or family, imagenet_class_names(),
                                 class_synonyms=imagenet_synonyms(), weights=weights)
         if weights == "random":
             classifier.notes.append("random weights: the heatmaps show nothing about a trained model")
@@ -104,8 +101,7 @@ def _load_efficientnet_lite0(keras, weights: str):
     """EfficientNet-Lite0 with ``imagenet`` weights (from their package: nothing is downloaded), seeded
     ``random`` ones, or a ``.pth`` state dict or a Keras weights file."""
     if weights == "random":
-        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
-        return efficientnet_lite.build_model()
+        return _untrained(keras, efficientnet_lite.build_model)
     path = efficientnet_lite.packaged_weights() if weights == "imagenet" else Path(weights)
     model = efficientnet_lite.build_model()
     if weights == "imagenet" or path.suffix.lower() in efficientnet_lite.STATE_DICT_SUFFIXES:
@@ -139,11 +135,16 @@ def check_model_request(model: str, weights: str = "imagenet", preprocess: str |
 RANDOM_WEIGHTS_SEED = 0
 
 
+def _untrained(keras, build: Callable):
+    """``build()`` with seeded initial weights (``--weights random``): two runs give the same model."""
+    keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # Keras draws initial weights from its global seed
+    return build()
+
+
 def _load_application(keras, key: str, arch: Architecture, weights: str):
     constructor = getattr(keras.applications, arch.constructor)
     if weights == "random":
-        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # Keras draws initial weights from its global seed
-        return constructor(weights=None)
+        return _untrained(keras, lambda: constructor(weights=None))
     if weights == "imagenet":
         try:
             with _socket_timeout(20):
