@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from .images import discover_inputs
     from .outputs import prepare_output_dir, select_shard
+    from .manifest import trusted_outputs
     from .pipeline import RunOptions
 
     items = discover_inputs(args.inputs, args.recursive)
@@ -114,11 +115,15 @@ def _run(args: argparse.Namespace) -> int:
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
     shard = f"shard {args.shard[0]}/{args.shard[1]}: {planned} of " if args.shard else ""
+    previous = None
     if args.command != "sanity":
         from .pipeline import skip_if_up_to_date
 
+        # the outputs the folder's manifests vouch for: read once, for the fast path and the run
+        previous = {} if args.overwrite else trusted_outputs(output_dir)
+
         skipped: list[dict] = []
-        summary = skip_if_up_to_date(items, options, skipped.append)
+        summary = skip_if_up_to_date(items, options, skipped.append, previous)
         if summary is not None:
             print(f"gradcam: {shard}{len(items)} image(s): every output is up to date (same settings, files as "
                   "recorded); the model was not loaded")
@@ -157,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.ray is not None:
             summary = _run_on_ray(args, items, options, show_each)
         else:
-            summary = _run_with_progress(explainer, items, options, show_each)
+            summary = _run_with_progress(explainer, items, options, show_each, previous)
     note = explainer.signed_note()
     if note:
         print(f"gradcam: note: {note}", file=sys.stderr)
@@ -203,7 +208,7 @@ def _run_on_ray(args, items, options, show_each: bool):
                       verbose=args.verbose)
 
 
-def _run_with_progress(explainer, items, options, show_each: bool):
+def _run_with_progress(explainer, items, options, show_each: bool, previous: dict[str, dict] | None = None):
     from tqdm import tqdm
 
     from .pipeline import run
@@ -214,7 +219,7 @@ def _run_with_progress(explainer, items, options, show_each: bool):
             if record["rank"] in (None, 1):  # count inputs, not the top-k records of each
                 bar.update(1)
             _show(record, options.top_k, show_each)
-        return run(explainer, items, options, on_record=on_record)
+        return run(explainer, items, options, on_record=on_record, previous=previous)
 
 
 @contextlib.contextmanager

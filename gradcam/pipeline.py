@@ -357,17 +357,19 @@ def _skipped_record(item: InputImage, trusted: dict, run_id: str, rank: int, req
 
 
 def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
-                       on_record: Callable[[dict], None] | None = None) -> Summary | None:
+                       on_record: Callable[[dict], None] | None = None,
+                       previous: dict[str, dict] | None = None) -> Summary | None:
     """A rerun's fast path, without TensorFlow or the model: when every input's outputs are up to date
     (they exist as recorded by records of the same ``options.request``), write their "skipped"
     records, the run's start and end records and the gallery, and return the Summary; otherwise
-    None (nothing is written), and the run must load the model.
+    None (nothing is written), and the run must load the model. ``previous``: :func:`trusted_outputs`
+    of the output folder, when the caller has read it already (to hand on to :func:`run`).
     """
     if options.request is None or options.overwrite or not options.write_manifest:
         return None
     items = select_shard(items, options.shard)
     root = Path(options.output_dir).resolve()
-    previous = trusted_outputs(root)
+    previous = trusted_outputs(root) if previous is None else previous
     if not previous:
         return None
     run_id = new_run_id()
