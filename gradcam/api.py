@@ -18,8 +18,8 @@ import numpy as np
 from .cam import Explainer
 from .classes import find_class
 from .errors import UsageError
-from .heatmap import heatmap_at
-from .images import array_to_rgb, load_image, load_volume, pil_to_rgb, resize_for_model, resize_volume
+from .heatmap import box_region, heatmap_at, mask_region
+from .images import array_to_rgb, load_for_model, load_volume, pil_to_rgb, resize_for_model, resize_volume
 from .loading import Classifier, load_classifier
 from .names import DEFAULT_BATCH_SIZE
 from .render import overlay as blend
@@ -134,6 +134,28 @@ def to_photo(image: Any) -> np.ndarray:
     return array_to_rgb(image)
 
 
+def _photo_and_input(image: Any, size: tuple[int, int], window: tuple[float, float] | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(photo uint8 (H, W, 3), model input float32 (h, w, 3)); a DICOM file's windowed values reach the
+    model unrounded."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_for_model(image, size, window=window)
+    photo = to_photo(image)
+    return photo, resize_for_model(photo, size)
+
+
+def _region(region: Any, photo_size: tuple[int, int], grid_size: tuple[int, int]) -> np.ndarray:
+    """A box (x0, y0, x1, y1) or a mask (H, W) of an image as a region on the model's output grid."""
+    if isinstance(region, tuple) and len(region) == 4:
+        return box_region(region, photo_size, grid_size)
+    mask = np.asarray(region)
+    if mask.ndim != 2:
+        raise UsageError("region must be a box (x0, y0, x1, y1) or a mask array (H, W)")
+    if not mask.any():
+        raise UsageError("the region mask has no pixel set")
+    return mask_region(mask != 0, photo_size, grid_size)
+
+
 def _is_single(images: Any, volumetric: bool = False) -> bool:
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "getbands"):
         return True
@@ -146,7 +168,8 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
             class_index: int | str | Sequence[int] | None = None, top_k: int = 1, *,
             weights: str = "imagenet", preprocess: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
             eigen_smooth: bool = False, aug_smooth: bool = False, max_channels: int | None = None,
-            extra_tokens: int | None = None, output: str | None = None):
+            extra_tokens: int | None = None, output: str | None = None, region: Any = None,
+            window: tuple[float, float] | None = None):
     """Explain one image or many, in batches.
 
     Args:
@@ -169,6 +192,10 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         eigen_smooth, aug_smooth, max_channels, extra_tokens, output: as the command line's options (``output``:
             the output of a model with several; a one-unit linear output is explained as its value, which
             ``probability`` then holds).
+        region: segmentation models: a box ``(x0, y0, x1, y1)`` in each image's pixels, or a mask array
+            (H, W) whose non-zero pixels are the region (stretched over each image); default: the pixels
+            the model assigns to the class.
+        window: DICOM files: the grey-level window (centre, width) instead of each file's own.
 
     Returns:
         For one image an :class:`Explanation` (a list of K ranked ones with ``top_k`` > 1); for a
@@ -199,10 +226,16 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
             photos = [load_volume(image, explainer.channels) for image in items[start : start + batch_size]]
             batch = np.stack([resize_volume(photo, explainer.input_size) for photo in photos])
         else:
-            photos = [to_photo(image) for image in items[start : start + batch_size]]
-            batch = np.stack([resize_for_model(photo, explainer.input_size) for photo in photos])
+            loaded = [_photo_and_input(image, explainer.input_size, window) for image in items[start : start + batch_size]]
+            photos = [photo for photo, _ in loaded]
+            batch = np.stack([model_input for _, model_input in loaded])
         wanted = class_index[start : start + len(photos)] if per_image else class_index
-        result = explainer.explain_batch(batch, wanted)
+        regions = None
+        if region is not None:
+            if not explainer.segmentation:
+                raise UsageError("region applies to segmentation models (output (batch, height, width, classes))")
+            regions = np.stack([_region(region, photo.shape[:2], explainer.output_size) for photo in photos])
+        result = explainer.explain_batch(batch, wanted, regions)
         probability = result.ranked_probability
         for i, photo in enumerate(photos):
             ranked = []

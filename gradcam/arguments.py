@@ -8,7 +8,8 @@ import argparse
 
 from . import __version__
 from .errors import UsageError
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
+from .medical import parse_window
 from .names import DEFAULT_BATCH_SIZE, METHOD_NAMES, MODEL_NAMES, PERTURBATION_METHOD_NAMES
 
 SUBCOMMANDS = {
@@ -26,11 +27,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             "Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos. "
             "Also: 'gradcam evaluate INPUT...' (faithfulness scores), 'gradcam sanity INPUT...' "
             "(model-randomisation test) and 'gradcam status OUTPUT' (progress of sharded runs)."),
-        epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case); hidden files "
+        epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case; for a volumetric "
+                f"(3-D) model, volumes: {' '.join(VOLUME_EXTENSIONS)}); hidden files "
                 "and other files are ignored. Exit status: 0 all explained, 1 some input failed or the "
                 "model could not be loaded, 2 wrong arguments, 130 interrupted."),
     )
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="image files (DICOM too) and/or folders; volumes (.npy, NIfTI) for 3-D models")
     parser.add_argument("--version", action="version", version=f"gradcam {__version__}")
     parser.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument("-o", "--output", default="gradcam_output", metavar="DIR",
@@ -63,6 +66,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--region", type=parse_box, default=None, metavar="X0,Y0,X1,Y1",
                          help="segmentation models: explain the class over this box of each photo (pixels, "
                               "x0 <= x < x1, y0 <= y < y1); default: the pixels the model assigns to the class")
+    explain.add_argument("--mask", default=None, metavar="FILE",
+                         help="segmentation models: explain the class over the non-black pixels of this image, "
+                              "stretched over each photo (of the same aspect ratio)")
     explain.add_argument("--method", default="gradcam", choices=METHOD_NAMES, help="CAM method (default: gradcam)")
     explain.add_argument("--eigen-smooth", action="store_true",
                          help="the first principal component of the weighted activations instead of their sum")
@@ -74,6 +80,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--extra-tokens", type=int, default=None, metavar="K",
                          help="transformer layers: the K leading tokens that are not image patches (class, "
                               "distillation); default: detected as the K that leaves a square grid")
+    explain.add_argument("--window", type=_window, default=None, metavar="CENTRE,WIDTH",
+                         help="DICOM: the grey-level window (e.g. 40,400; a negative centre as --window=-600,1500), "
+                              "instead of each file's own (or, "
+                              "without one, its full range)")
     output = parser.add_argument_group("output")
     output.add_argument("--alpha", type=float, default=0.4, metavar="A",
                         help="opacity of the heatmap over the photo, 0-1 (default: %(default)s)")
@@ -126,6 +136,13 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
+def _window(text: str) -> tuple[float, float]:
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """'I/N' -> (I, N) with 0 <= I < N; anything else is a usage error."""
     index, _, count = text.partition("/")
@@ -169,6 +186,11 @@ def check_options(args: argparse.Namespace) -> None:
                          f"--method {args.method}")
     if args.ray_workers is not None and args.ray is None:
         raise UsageError("--ray-workers applies to runs on Ray only: add --ray")
+    if args.mask is not None and args.region is not None:
+        raise UsageError("give either --region or --mask, not both")
+    if args.mask is not None:
+        from .images import load_mask
+        load_mask(args.mask)  # readable, not empty
     from .render import get_colormap
     get_colormap(args.colormap)
 
@@ -202,6 +224,8 @@ def request_of(args: argparse.Namespace) -> dict:
         "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
         "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
         "output": args.model_output, "region": list(args.region) if args.region else None,
+        "mask": args.mask, "mask_file": describe_file(args.mask),
+        "window": list(args.window) if args.window else None,
         "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
         "max_channels": args.max_channels, "extra_tokens": args.extra_tokens, "class_index": args.class_index,
         "class_name": args.class_name, "top_k": args.top_k, "alpha": args.alpha, "colormap": args.colormap,

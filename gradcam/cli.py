@@ -94,24 +94,32 @@ def _run(args: argparse.Namespace) -> int:
     check_options(args)
 
     from .images import discover_inputs
+    from .loading import peek_input_rank
+    from .medical import check_readers
+    from .names import MODEL_NAMES
     from .outputs import prepare_output_dir, select_shard
     from .manifest import trusted_outputs
-    from .pipeline import RunOptions
+    from .pipeline import RunOptions, check_run_options
 
-    items = discover_inputs(args.inputs, args.recursive)
+    # a volumetric (3-D) model reads volumes from folders: told from the model file's configuration
+    volumes = args.model.lower() not in MODEL_NAMES and peek_input_rank(args.model) == 5
+    items = discover_inputs(args.inputs, args.recursive, volumes)
     output_dir = Path(args.output)
     prepare_output_dir(output_dir)
     check_model_options(args)  # no model loaded yet: names, files, --top-k against known classes
     if not items:
-        print(f"gradcam: no images found in {', '.join(args.inputs)} "
+        what = "volumes" if volumes else "images"
+        print(f"gradcam: no {what} found in {', '.join(args.inputs)} "
               f"(add --recursive for sub-folders)", file=sys.stderr)
         return EXIT_FAILED
+    check_readers([item.path for item in items])  # DICOM and NIfTI need the medical extra: one line
     options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
                          evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
                          max_pixels=args.max_pixels, shard=args.shard, png_compression=args.png_compression,
-                         max_size=args.max_size, request=request_of(args), region=args.region)
+                         max_size=args.max_size, request=request_of(args), region=args.region, mask=args.mask,
+                         window=args.window)
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
     shard = f"shard {args.shard[0]}/{args.shard[1]}: {planned} of " if args.shard else ""
@@ -142,19 +150,23 @@ def _run(args: argparse.Namespace) -> int:
                                                             classifier.class_synonyms)
     if args.class_index is not None:
         explainer.check_class_index(args.class_index)
-    if args.region is not None and not explainer.segmentation:
-        raise UsageError("--region applies to segmentation models (output (batch, height, width, classes))")
-    if explainer.segmentation and (args.evaluate or args.plot):
-        raise UsageError("faithfulness scores (--evaluate) need a classifier, not a segmentation model")
+    check_run_options(explainer, options)
+    if explainer.volumetric != volumes:  # the file's configuration did not tell: the folders again
+        items = discover_inputs(args.inputs, args.recursive, explainer.volumetric)
+        check_readers([item.path for item in items])
+        planned = len(select_shard(items, args.shard))
     if explainer.head.kind == "output":
         classifier.notes.append("cannot tell whether the model's last layer gives probabilities or scores "
                                 f"({type(explainer.head.layer).__name__}); explaining its output as it is")
     for note in classifier.notes:
         print(f"gradcam: note: {note}", file=sys.stderr)
     if args.command == "sanity":
+        if explainer.volumetric:
+            raise UsageError("gradcam sanity checks 2-D image models, not volumetric (3-D) ones")
         return _sanity(explainer, items, args, output_dir)
     how = "" if args.layer else " (default)"
-    print(f"gradcam: {shard}{len(items)} image(s), model {classifier.name}, layer {explainer.layer_name}{how}, "
+    noun = "volume(s)" if explainer.volumetric else "image(s)"
+    print(f"gradcam: {shard}{len(items)} {noun}, model {classifier.name}, layer {explainer.layer_name}{how}, "
           f"method {args.method}, scores {explainer.head.kind}")
     _estimate_cost(explainer, planned)
     with warnings.catch_warnings():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import HeatmapError
+from .errors import HeatmapError, ImageError
 
 
 def check_finite(cam: np.ndarray) -> None:
@@ -109,3 +109,23 @@ def box_region(box: tuple[int, int, int, int], photo_size: tuple[int, int], grid
     inside_y = (centre_y >= y0) & (centre_y < y1)
     inside_x = (centre_x >= x0) & (centre_x < x1)
     return (inside_y[:, None] & inside_x[None, :]).astype(np.float32)
+
+
+#: how far a --mask's aspect ratio may differ from a photo's (relative) before it is refused for that photo
+MASK_ASPECT_TOLERANCE = 0.02
+
+
+def mask_region(mask: np.ndarray, photo_size: tuple[int, int], grid_size: tuple[int, int]) -> np.ndarray:
+    """A mask (bool (Hm, Wm), stretched over a photo of the same aspect ratio) as a region on a model's
+    output grid: float32 (h, w), 1 where the mask is set at the cell's centre, as :func:`box_region`.
+
+    Raises:
+        ImageError: the mask's aspect ratio differs from the photo's by more than 2 %.
+    """
+    (mask_height, mask_width), (height, width), (rows, cols) = mask.shape, photo_size, grid_size
+    if abs(mask_height * width - mask_width * height) > MASK_ASPECT_TOLERANCE * mask_width * height:
+        raise ImageError(f"the mask ({mask_width}x{mask_height}) does not fit this {width}x{height} photo "
+                         "(another aspect ratio)")
+    centre_y = np.minimum(((np.arange(rows) + 0.5) * mask_height / rows).astype(int), mask_height - 1)
+    centre_x = np.minimum(((np.arange(cols) + 0.5) * mask_width / cols).astype(int), mask_width - 1)
+    return np.asarray(mask, bool)[centre_y[:, None], centre_x[None, :]].astype(np.float32)

@@ -15,12 +15,16 @@ from typing import Iterable
 import numpy as np
 
 from .errors import ImageError, UsageError
+from .medical import dicom_size, is_dicom_file, is_nifti_name, nifti_shape, read_dicom, read_nifti
 
 #: File extensions (lower-case) that are read; others in a folder are ignored.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif",
-    ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm",
+    ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".dcm", ".dicom",
 )
+
+#: File extensions (lower-case) of volumes, read from folders for volumetric (3-D) models instead.
+VOLUME_EXTENSIONS: tuple[str, ...] = (".npy", ".nii", ".nii.gz")
 
 #: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
 DEFAULT_MAX_PIXELS: int = 100_000_000
@@ -43,8 +47,14 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _walk_folder(root: Path, recursive: bool) -> Iterable[tuple[Path, PurePosixPath]]:
-    """Yield (file path, path relative to root) for the image files under ``root``.
+def is_volume_name(name: str | os.PathLike) -> bool:
+    """True when ``name`` has one of :data:`VOLUME_EXTENSIONS` (any case)."""
+    return os.fspath(name).lower().endswith(VOLUME_EXTENSIONS)
+
+
+def _walk_folder(root: Path, recursive: bool, volumes: bool = False) -> Iterable[tuple[Path, PurePosixPath]]:
+    """Yield (file path, path relative to root) for the image files (with ``volumes``: the volume
+    files) under ``root``.
 
     Hidden files and folders (a leading dot) are skipped; folders reached
     through symbolic links are entered once at most, so link loops end.
@@ -76,17 +86,19 @@ def _walk_folder(root: Path, recursive: bool) -> Iterable[tuple[Path, PurePosixP
             if is_dir:
                 if recursive:
                     subfolders.append((Path(entry.path), rel / entry.name))
-            elif is_image_name(entry.name):
+            elif (is_volume_name if volumes else is_image_name)(entry.name):
                 yield Path(entry.path), rel / entry.name
         stack.extend(reversed(subfolders))
 
 
-def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False) -> list[InputImage]:
-    """Expand files and folders into the list of images to explain.
+def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False,
+                    volumes: bool = False) -> list[InputImage]:
+    """Expand files and folders into the list of images (``volumes``: volumes) to explain.
 
     A file named directly is always read (whatever its extension) and its
     outputs go to the top of the output folder; a folder contributes its image
-    files, keeping their sub-folder structure. Two inputs never share an
+    files (:data:`IMAGE_EXTENSIONS`; with ``volumes``, its :data:`VOLUME_EXTENSIONS` files instead),
+    keeping their sub-folder structure. Two inputs never share an
     output name: a later clash (also one that differs only in case) gets
     ``-2``, ``-3``... appended, in input order, so reruns map identically.
 
@@ -97,7 +109,7 @@ def discover_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False)
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(_walk_folder(path, recursive))
+            found.extend(_walk_folder(path, recursive, volumes))
         elif path.exists():
             found.append((path, PurePosixPath(path.name)))
         else:
@@ -120,12 +132,14 @@ def _clash_key(relative: str) -> str:
     return unicodedata.normalize("NFC", relative).casefold()
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               window: tuple[float, float] | None = None) -> np.ndarray:
     """Decode an image file into an upright RGB array.
 
     The first frame of an animation is used; EXIF orientation is applied;
     transparency is composited on white; 16-bit and float images are scaled
-    to 8 bits.
+    to 8 bits. A DICOM file (by its name or its preamble) is read with pydicom through its window
+    (``window`` = (centre, width) overrides the file's; see :func:`~gradcam.medical.read_dicom`).
 
     Returns:
         uint8 array of shape (H, W, 3).
@@ -143,6 +157,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             raise ImageError("empty file (0 bytes)")
     except OSError as exc:
         raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+    if is_dicom_file(path):
+        return _rounded_rgb(read_dicom(path, window, max_pixels)[0])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -258,6 +274,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file from its header alone; None when the header cannot be read."""
     from PIL import Image
 
+    if is_dicom_file(path):
+        return dicom_size(path)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -268,19 +287,25 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
 
 
 def photo_bytes(path: str | os.PathLike) -> int:
-    """Bytes of the decoded RGB photo (width x height x 3), read from the file's header alone; 0 when
-    the header cannot be read (decoding then reports the error)."""
+    """Bytes of the decoded RGB photo (width x height x 3), or of a volume file's float32 voxels, read
+    from the file's header alone; 0 when the header cannot be read (decoding then reports the error)."""
+    if is_volume_name(path):
+        shape = volume_shape(path)
+        return 4 * int(np.prod(shape)) if shape else 0
     size = image_size(path)
     return size[0] * size[1] * 3 if size else 0
 
 
 def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
-                   max_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   max_size: int | None = None, window: tuple[float, float] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Decode a photo and resize it for the model.
 
     Args:
         max_size: cap the longer side of the returned photo (the overlay's size) at this many
             pixels, keeping the aspect ratio; the model input is made from the full photo.
+        window: a DICOM file's (centre, width), instead of its own; its windowed values reach the
+            model unrounded (16-bit images keep their depth), the photo is rounded to 8 bits.
 
     Returns:
         (photo uint8 (H, W, 3), model input float32 (height, width, 3) in [0, 255]).
@@ -288,8 +313,30 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     Raises:
         ImageError: as :func:`load_image`.
     """
+    if is_dicom_file(path) and os.path.getsize(path) > 0:  # full depth until the model's input
+        values, _ = read_dicom(path, window, max_pixels)
+        return shrink(_rounded_rgb(values), max_size), resize_values_for_model(values, size)
     photo = load_image(path, max_pixels)
     return shrink(photo, max_size), resize_for_model(photo, size)
+
+
+def _rounded_rgb(values: np.ndarray) -> np.ndarray:
+    """float (H, W) or (H, W, 3) in [0, 255] -> uint8 (H, W, 3), rounded."""
+    rounded = np.rint(np.clip(values, 0.0, 255.0)).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(rounded[:, :, None], 3, axis=2) if rounded.ndim == 2 else rounded)
+
+
+def resize_values_for_model(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize float greyscale (H, W) or colour (H, W, 3) values in [0, 255] to the model's input size,
+    bilinear as :func:`resize_for_model`, without rounding to 8 bits: float32 (height, width, 3)."""
+    from PIL import Image
+
+    height, width = size
+    channels = values[:, :, None] if values.ndim == 2 else values
+    resized = [np.asarray(Image.fromarray(np.ascontiguousarray(channels[:, :, c], np.float32), mode="F")
+                          .resize((width, height), Image.BILINEAR), np.float32) for c in range(channels.shape[2])]
+    stacked = np.stack(resized, axis=2)
+    return np.repeat(stacked, 3, axis=2) if stacked.shape[2] == 1 else stacked
 
 
 def shrink(photo: np.ndarray, max_size: int | None) -> np.ndarray:
@@ -343,18 +390,72 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint(values).astype(np.uint8))
 
 
+def volume_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """The shape of a ``.npy`` or NIfTI volume from its header alone; None when it cannot be read."""
+    try:
+        if is_nifti_name(path):
+            return nifti_shape(path)
+        return _npy_shape(path)
+    except Exception:
+        return None
+
+
+def _npy_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape of a ``.npy`` file from its header. Raises ImageError for anything else."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":
+                raise ImageError("not a readable .npy volume (no NumPy .npy header)")
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"not a readable .npy volume ({str(exc).strip().splitlines()[0][:200]})") from None
+    return tuple(mapped.shape)
+
+
+def read_volume(path: str | os.PathLike, channels: int = 1, max_voxels: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A volume file: ``.npy`` (D, H, W[, C]) or NIfTI (``.nii``, ``.nii.gz``; its voxel axes as stored).
+
+    Returns:
+        (float32 (D, H, W, C), the NIfTI affine float64 (4, 4), or None for a .npy file).
+
+    Raises:
+        ImageError: an unreadable file, more than ``max_voxels`` voxels (from the header, before
+            reading), another shape or channel count, NaN/infinite values.
+        UsageError: a NIfTI file without nibabel installed.
+    """
+    shape = nifti_shape(path) if is_nifti_name(path) else _npy_shape(path)
+    voxels = int(np.prod(shape[:3]))
+    if max_voxels is not None and voxels > max_voxels:
+        raise ImageError(f"volume is too large: {'x'.join(map(str, shape[:3]))} voxels is more than the limit of "
+                         f"{max_voxels:,} (raise it with --max-pixels)")
+    affine = None
+    if is_nifti_name(path):
+        values, affine = read_nifti(path)
+    else:
+        values = np.load(path, allow_pickle=False)
+    return load_volume(values, channels), affine
+
+
+def load_volume_for_model(path: str | os.PathLike, size: tuple[int, int, int], channels: int = 1,
+                          max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`read_volume`, and the volume resampled for the model (:func:`resize_volume`):
+    (volume float32 (D, H, W, C), model input float32 (d, h, w, C), affine or None)."""
+    volume, affine = read_volume(path, channels, max_voxels)
+    return volume, resize_volume(volume, size), affine
+
+
 def load_volume(volume, channels: int = 1) -> np.ndarray:
-    """A volume as float32 (D, H, W, C): a ``.npy`` file's array or an array, (D, H, W) or (D, H, W, C);
-    yours is not changed.
+    """A volume as float32 (D, H, W, C): an array, or a ``.npy`` or NIfTI file's, (D, H, W) or
+    (D, H, W, C); yours is not changed.
 
     Raises:
         ImageError: an unreadable file, another shape, another channel count, or NaN/infinite values.
     """
     if isinstance(volume, (str, os.PathLike)):
-        try:
-            volume = np.load(volume, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ImageError(f"not a readable .npy volume ({str(exc).splitlines()[0][:200]})") from None
+        return read_volume(volume, channels)[0]
     values = np.array(volume, dtype=np.float32)
     if values.ndim == 3:
         values = values[..., None]
@@ -377,3 +478,26 @@ def resize_volume(volume: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     resized = resized[: size[0], : size[1], : size[2]]
     pad = tuple((0, n - m) for n, m in zip(size, resized.shape[:3])) + ((0, 0),)
     return np.pad(resized, pad, mode="edge") if any(p[1] for p in pad) else resized
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    """A region mask from an image file: bool (H, W), True where the pixel is not black (any channel;
+    transparent pixels are outside).
+
+    Raises:
+        UsageError: the file cannot be read as an image, or no pixel is set.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                image.load()
+                rgba = np.asarray(image.convert("RGBA"))
+    except Exception as exc:
+        raise UsageError(f"cannot read the mask {path}: {_describe(exc)}") from None
+    mask = rgba[:, :, :3].any(axis=2) & (rgba[:, :, 3] > 0)
+    if not mask.any():
+        raise UsageError(f"the mask {path} has no pixel set (its region is empty)")
+    return mask

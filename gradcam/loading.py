@@ -228,6 +228,32 @@ def check_model_file(path: Path) -> None:
         raise WeightsError(f"cannot load model {path}: not a Keras model file (a .keras zip or an HDF5 .h5 file)")
 
 
+def peek_input_rank(path: str | Path) -> int | None:
+    """The rank of a saved model's first input (4 for image batches, 5 for volume batches) from the
+    file's configuration alone, without TensorFlow: a ``.keras`` zip's config.json or an HDF5 file's
+    model_config; None when it cannot be told (the model is then loaded to find out)."""
+    import json
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("model_config")
+                config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        for layer in config["config"]["layers"]:
+            if layer.get("class_name") == "InputLayer":
+                shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
+                return len(shape)
+    except Exception:  # any other layout: unknown
+        return None
+    return None
+
+
 def load_model_file(path: str | Path):
     """Load a saved ``.keras`` or ``.h5`` model, never executing code from it (``safe_mode``)."""
     _, keras = import_tf()

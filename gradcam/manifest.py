@@ -169,6 +169,8 @@ def run_settings(explainer, options) -> dict:
         "alpha": options.alpha, "colormap": options.colormap, "panel": options.panel, "save_npy": options.save_npy,
         "png_compression": options.png_compression, "max_size": options.max_size,
         "region": list(options.region) if options.region else None,
+        "mask": options.mask, "mask_file": describe_file(options.mask),
+        "window": list(options.window) if options.window else None,
         "evaluate": options.evaluate, "steps": options.steps if options.evaluate else None, "plot": options.plot,
     }
 

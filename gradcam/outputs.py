@@ -27,6 +27,12 @@ def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int =
     return overlay_path, overlay_path.with_suffix(".npy")
 
 
+def sibling_path(overlay_path: Path, suffix: str) -> Path:
+    """Another output of the same input and rank: ``NAME.png`` -> ``NAME{suffix}`` (``.curves.png``,
+    ``.planes.png``, ``.nii.gz``)."""
+    return overlay_path.with_name(overlay_path.name[: -len(".png")] + suffix)
+
+
 @lru_cache(maxsize=4096)
 def _resolved_folders(output_dir: str, relative_folder: str) -> tuple[Path, Path]:
     """(the output folder, the output's folder inside it), both resolved (symbolic links followed): once

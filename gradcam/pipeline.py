@@ -16,11 +16,20 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import HeatmapError, ImageError, first_line
+from .errors import HeatmapError, ImageError, UsageError, first_line
 from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
-from .heatmap import box_region, check_finite, heatmap_at
-from .images import DEFAULT_MAX_PIXELS, InputImage, image_size, load_for_model, photo_bytes
+from .heatmap import box_region, check_finite, heatmap_at, mask_region
+from .images import (
+    DEFAULT_MAX_PIXELS,
+    InputImage,
+    image_size,
+    is_volume_name,
+    load_for_model,
+    load_mask,
+    load_volume_for_model,
+    photo_bytes,
+)
 from .errors import OutputError
 from .manifest import (
     ManifestWriter,
@@ -35,8 +44,16 @@ from .manifest import (
     trusted_outputs,
 )
 from .names import DEFAULT_BATCH_SIZE
-from .outputs import output_paths, prepare_output_dir, relative_path, select_shard
-from .render import DEFAULT_PNG_COMPRESSION, panel_title, render_outputs
+from .medical import is_nifti_name, nifti_bytes, to_display
+from .outputs import output_paths, prepare_output_dir, relative_path, select_shard, sibling_path
+from .render import (
+    DEFAULT_PNG_COMPRESSION,
+    panel_title,
+    render_outputs,
+    render_volume_outputs,
+    save_npy,
+    write_atomic,
+)
 from .status import Summary
 
 __all__ = ["RunOptions", "Summary", "run"]  # Summary: re-exported from status
@@ -63,6 +80,8 @@ class RunOptions:
     max_size: int | None = None  # cap the overlay's (and .npy's) longer side; None: the photo's own size
     shard: tuple[int, int] | None = None  # (I, N): explain only shard I of N, into its own manifest
     region: tuple[int, int, int, int] | None = None  # segmentation: (x0, y0, x1, y1) in each photo's pixels
+    mask: str | None = None  # segmentation: an image file whose non-zero pixels are the region, over each photo
+    window: tuple[float, float] | None = None  # DICOM: (centre, width) instead of each file's own window
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
     request: dict | None = None  # what was asked for (the command line's options, files' identities): lets a
     # rerun whose outputs are all up to date skip them without loading the model (see skip_if_up_to_date)
@@ -75,12 +94,14 @@ PENDING_BYTES = 512 * 2**20
 
 @dataclass
 class _Decoded:
-    """An input ready for the model: the photo uint8 (H, W, 3) and the model input float32 (h, w, 3)."""
+    """An input ready for the model: the photo uint8 (H, W, 3) and the model input float32 (h, w, 3); for
+    a volume, the volume float32 (D, H, W, C), the model input (d, h, w, C) and its NIfTI affine."""
 
     item: InputImage
     photo: np.ndarray
     model_input: np.ndarray
-    original_size: tuple[int, int] | None = None  # (H, W) before --max-size: what --region's pixels refer to
+    affine: np.ndarray | None = None  # a NIfTI volume's voxel-to-millimetre affine (4, 4)
+    region: np.ndarray | None = None  # segmentation: --region or --mask on the model's output grid, float32 (h, w)
 
 
 class _FolderRun:
@@ -99,6 +120,8 @@ class _FolderRun:
         self.summary = Summary(total=total)
         self.run_id = new_run_id()
         self.batch_size = max(1, options.batch_size)
+        check_run_options(explainer, options)
+        self.mask = load_mask(options.mask) if options.mask is not None else None
         self.settings = run_settings(explainer, options)
         self.common = {"layer": explainer.layer_name, "method": explainer.method, "model": explainer.classifier.name}
         prepare_output_dir(options.output_dir)
@@ -143,8 +166,12 @@ class _FolderRun:
         if decision.reasons:
             self.summary.redone += 1
             self.summary.redo_reasons.update(decision.reasons)
-        future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size, options.max_pixels,
-                                         options.max_size)
+        if self.explainer.volumetric:
+            future = self.decode_pool.submit(load_volume_for_model, item.path, self.explainer.input_size,
+                                             self.explainer.channels, options.max_pixels)
+        else:
+            future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size,
+                                             options.max_pixels, options.max_size, options.window)
         self.decoding.append((item, future, photo_bytes(item.path)))
         self._take_decoded(2 * self.batch_size)
         self._relieve()
@@ -155,23 +182,36 @@ class _FolderRun:
         while len(self.decoding) > limit:
             item, future, _ = self.decoding.popleft()
             try:
-                photo, model_input = future.result()
+                photo, model_input, *affine = future.result()
             except ImageError as exc:
                 self._error(item, str(exc))
                 continue
-            size = image_size(item.path) if self.options.region is not None else None
-            self.batch.append(_Decoded(item, photo, model_input, size[::-1] if size else photo.shape[:2]))
+            try:
+                region = self._region_of(item, photo)
+            except ImageError as exc:
+                self._error(item, str(exc))
+                continue
+            self.batch.append(_Decoded(item, photo, model_input, affine[0] if affine else None, region))
             if len(self.batch) == self.batch_size:
                 self._explain(self.batch)
                 self.batch = []
 
+    def _region_of(self, item: InputImage, photo: np.ndarray) -> np.ndarray | None:
+        """The --region box or --mask of a photo on the model's output grid; None without either. Both
+        refer to the photo's own pixels (before --max-size)."""
+        if self.options.region is None and self.mask is None:
+            return None
+        size = image_size(item.path)
+        size = size[::-1] if size else photo.shape[:2]
+        grid = self.explainer.output_size
+        if self.options.region is not None:
+            return box_region(self.options.region, size, grid)
+        return mask_region(self.mask, size, grid)
+
     # -- stage 3: the model
     def _explain(self, pending: list[_Decoded]) -> None:
         """One compiled step for the batch; if it fails, each image alone, recording those that still fail."""
-        regions = None
-        if self.options.region is not None:
-            regions = np.stack([box_region(self.options.region, entry.original_size, self.explainer.output_size)
-                                for entry in pending])
+        regions = np.stack([entry.region for entry in pending]) if pending[0].region is not None else None
         try:
             result = self.explainer.explain_batch(np.stack([entry.model_input for entry in pending]),
                                                   self.options.class_index, regions)
@@ -201,11 +241,19 @@ class _FolderRun:
         except HeatmapError as exc:
             self._error(entry.item, str(exc), rank)
             return
-        overlay_path, npy_path = output_paths(entry.item, options.output_dir, rank, options.top_k)
-        npy_path = npy_path if options.save_npy else None
+        paths = _outputs_of(entry.item, options, rank, explainer.volumetric)
         values = dict(self.common, class_index=class_index, class_name=explainer.class_name(class_index),
-                      probability=probability, rank=rank, overlay=relative_path(self.root, overlay_path),
-                      heatmap=relative_path(self.root, npy_path), settings=self.settings)
+                      probability=probability, rank=rank, settings=self.settings,
+                      **{key: relative_path(self.root, path) for key, path in paths.items()
+                         if path is not None or key in ("overlay", "heatmap")})
+        written = [path for path in paths.values() if path is not None]
+        if explainer.volumetric:
+            future = self.render_pool.submit(_render_volume_and_identify, self.root, written, entry.photo, cam,
+                                             entry.affine, paths, panel_title(values), options.alpha,
+                                             options.colormap, options.png_compression)
+            self.rendering.append((entry.item, future, values, entry.photo.nbytes))
+            return
+        overlay_path, npy_path = paths["overlay"], paths["heatmap"]
         curves = None
         if options.evaluate:
             heatmap, constant = heatmap_at(cam, explainer.input_size)
@@ -214,11 +262,11 @@ class _FolderRun:
                                              options.steps, explainer.deletion_baseline())
                 values.update(scores.as_record())
                 if options.plot:
-                    curves_path = curves_path_of(overlay_path)
-                    values["curves"] = relative_path(self.root, curves_path)
-                    curves = (curves_path, scores, panel_title(values))
+                    curves = (paths["curves"], scores, panel_title(values))
+        if curves is None and "curves" in values:  # a constant map: no scores, so no curves
+            del values["curves"]
+            written.remove(paths["curves"])
         title = panel_title(values) if options.panel else None
-        written = [path for path in (overlay_path, npy_path, curves[0] if curves else None) if path is not None]
         future = self.render_pool.submit(_render_and_identify, self.root, written, entry.photo, cam, overlay_path,
                                          npy_path, options.alpha, options.colormap, title, curves,
                                          options.png_compression, region)
@@ -249,7 +297,7 @@ class _FolderRun:
             try:
                 zero, files = future.result()
             except Exception as exc:  # disk full, permission denied...
-                touched = [values[key] for key in ("overlay", "heatmap", "curves") if values.get(key)]
+                touched = [values[key] for key in OUTPUT_KEYS if values.get(key)]
                 self._error(item, f"cannot write output: {exc}", values["rank"], touched)
                 continue
             self._emit(new_record(item.path, "ok", self.run_id, zero_heatmap=zero, files=files, **values))
@@ -286,9 +334,36 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def curves_path_of(overlay_path: Path) -> Path:
-    """``NAME.png`` -> ``NAME.curves.png`` (the deletion/insertion plot)."""
-    return overlay_path.with_name(overlay_path.name[: -len(".png")] + ".curves.png")
+#: the record keys of an input's output files (relative paths, or None): the overlay (a volume's montage),
+#: the heatmap .npy, the deletion/insertion curves, a volume's three-plane panel and its NIfTI heatmap
+OUTPUT_KEYS = ("overlay", "heatmap", "curves", "planes", "nifti")
+
+
+def _outputs_of(item: InputImage, options: RunOptions, rank: int, volume: bool) -> dict[str, Path | None]:
+    """The output files of one input and rank, by record key (:data:`OUTPUT_KEYS`); None for those this
+    run does not write. A volume always gets its .npy and planes, a NIfTI volume its .nii.gz too."""
+    overlay_path, npy_path = output_paths(item, options.output_dir, rank, options.top_k)
+    nifti = volume and is_nifti_name(item.path)
+    return {"overlay": overlay_path, "heatmap": npy_path if options.save_npy or volume else None,
+            "curves": sibling_path(overlay_path, ".curves.png") if options.plot else None,
+            "planes": sibling_path(overlay_path, ".planes.png") if volume else None,
+            "nifti": sibling_path(overlay_path, ".nii.gz") if nifti else None}
+
+
+def check_run_options(explainer, options: RunOptions) -> None:
+    """Options that do not fit the model: raises a one-line UsageError."""
+    if options.region is not None and options.mask is not None:
+        raise UsageError("give either --region or --mask, not both")
+    if (options.region is not None or options.mask is not None) and not explainer.segmentation:
+        flag = "--region" if options.region is not None else "--mask"
+        raise UsageError(f"{flag} applies to segmentation models (output (batch, height, width, classes))")
+    if explainer.segmentation and options.evaluate:
+        raise UsageError("faithfulness scores (--evaluate) need a classifier, not a segmentation model")
+    if explainer.volumetric:
+        refused = [flag for flag, given in (("--evaluate", options.evaluate), ("--max-size", options.max_size),
+                                            ("--window", options.window)) if given]
+        if refused:
+            raise UsageError(f"{', '.join(refused)} applies to 2-D images, not to volumes (a 3-D model)")
 
 
 def _render_and_identify(root: Path, written: list[Path], *args) -> tuple[bool, dict]:
@@ -296,6 +371,22 @@ def _render_and_identify(root: Path, written: list[Path], *args) -> tuple[bool, 
     by its path relative to ``root``: (is_constant, files)."""
     zero = render_outputs(*args)
     return zero, {relative_path(root, path): file_identity(path) for path in written}
+
+
+def _render_volume_and_identify(root: Path, written: list[Path], volume: np.ndarray, cam: np.ndarray,
+                                affine: np.ndarray | None, paths: dict[str, Path | None], title: str, alpha: float,
+                                colormap: str, compress_level: int | None) -> tuple[bool, dict]:
+    """A volume's outputs: the heatmap at the volume's size as .npy (and, for a NIfTI input, as .nii.gz
+    with its affine), the montage and the three-plane panel (drawn in the viewer's orientation); then
+    (is_constant, files) as :func:`_render_and_identify`."""
+    heatmap, constant = heatmap_at(cam, volume.shape[:3])
+    save_npy(paths["heatmap"], heatmap)
+    if paths["nifti"] is not None:
+        write_atomic(paths["nifti"], nifti_bytes(heatmap, affine))
+    shown_volume, shown_heatmap = to_display(affine, volume, heatmap)
+    render_volume_outputs(shown_volume, shown_heatmap, paths["overlay"], paths["planes"], title, alpha, colormap,
+                          compress_level)
+    return constant, {relative_path(root, path): file_identity(path) for path in written}
 
 
 def write_gallery_safely(output_dir: Path, summary: Summary) -> None:
@@ -321,16 +412,14 @@ def _resume_decision(item: InputImage, options: RunOptions, root: Path, previous
     """Skip an input when every output it needs exists, is as its newest record says (size and
     modification time) and that record was made with ``settings`` (or, with ``settings`` None,
     with the same ``options.request``)."""
-    ranked = [output_paths(item, options.output_dir, k + 1, options.top_k) for k in range(options.top_k)]
-    wanted = [path for overlay_path, npy_path in ranked
-              for path in [overlay_path] + ([npy_path] if options.save_npy else [])
-              + ([curves_path_of(overlay_path)] if options.plot else [])]
+    ranked = [_outputs_of(item, options, k + 1, is_volume_name(item.path)) for k in range(options.top_k)]
+    wanted = [path for paths in ranked for path in paths.values() if path is not None]
     if options.overwrite or not any(path.exists() for path in wanted):
         return _Resume(False, [], [])
     reasons: list[str] = []
     trusted = []
-    for overlay_path, _ in ranked:
-        record = previous.get(relative_path(root, overlay_path))
+    for paths in ranked:
+        record = previous.get(relative_path(root, paths["overlay"]))
         trusted.append(record)
         if record is None:
             changed = ["no record of the outputs"]

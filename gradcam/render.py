@@ -340,3 +340,16 @@ def planes_figure(volume: np.ndarray, heatmap: np.ndarray, title: str, alpha: fl
     figure.suptitle(title, fontsize=13)
     figure.tight_layout()
     return figure
+
+
+def render_volume_outputs(volume: np.ndarray, heatmap: np.ndarray, montage_path: Path, planes_path: Path,
+                          title: str, alpha: float, colormap: str,
+                          compress_level: int | None = DEFAULT_PNG_COMPRESSION) -> None:
+    """A volume's pictures: the :func:`montage` of axial slices at ``montage_path`` and the
+    :func:`planes_figure` of its three central planes, titled, at ``planes_path``.
+
+    Args:
+        volume: float32 (D, H, W[, C]), axial slices first; heatmap: float32 (D, H, W) in [0, 1].
+    """
+    save_png(montage_path, montage(volume, heatmap, alpha, colormap), compress_level)
+    save_png(planes_path, figure_pixels(planes_figure(volume, heatmap, title, alpha, colormap)), compress_level)

@@ -101,15 +101,21 @@ def test_what_segmentation_refuses(segmenter, tiny_model):
         Explainer(tiny_model).explain_batch(np.zeros((1, 32, 32, 3), np.float32), regions=np.ones((8, 8)))
 
 
-def test_cli_region_outline_and_record(segmenter, tmp_path, capsys):
-    model, images, masks, centres = segmenter
+def scene_on_disk(segmenter, tmp_path):
+    """The segmenter saved as .keras, its first test scene as a 64 x 64 PNG, and a 20-pixel box around the
+    square in that photo's pixels: (model path, photo path, box)."""
+    model, images, _, centres = segmenter
     path = tmp_path / "segmenter.keras"
     model.save(path)
     photo = tmp_path / "scene.png"
     big = np.asarray(Image.fromarray(images[0].astype(np.uint8)).resize((64, 64), Image.NEAREST))
     Image.fromarray(big).save(photo)
     r, c = centres[0] * 2
-    box = (c - 10, r - 10, c + 10, r + 10)  # around the square, in the 64 x 64 photo's pixels
+    return path, photo, (c - 10, r - 10, c + 10, r + 10)
+
+
+def test_cli_region_outline_and_record(segmenter, tmp_path, capsys):
+    path, photo, box = scene_on_disk(segmenter, tmp_path)
     out = tmp_path / "out"
     assert main(["--model", str(path), "--layer", "features", str(photo), "-o", str(out), "--class-index", "1",
                  "--region", ",".join(map(str, box)), "--save-npy"]) == 0
@@ -122,3 +128,50 @@ def test_cli_region_outline_and_record(segmenter, tmp_path, capsys):
     assert record["settings"]["region"] == list(box) and record["class_index"] == 1
     assert main(["--model", str(path), str(photo), "-o", str(tmp_path / "o2"), "--evaluate"]) == 2
     assert "need a classifier" in capsys.readouterr().err
+
+
+def test_cli_mask_is_the_region_of_its_pixels(segmenter, tmp_path, capsys):
+    path, photo, box = scene_on_disk(segmenter, tmp_path)
+    mask = np.zeros((32, 32), np.uint8)  # half the photo's size, same aspect: stretched over it
+    mask[box[1] // 2 : box[3] // 2, box[0] // 2 : box[2] // 2] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = ["--model", str(path), "--layer", "features", str(photo), "--class-index", "1", "--save-npy"]
+    assert main([*common, "-o", str(tmp_path / "box"), "--region", ",".join(map(str, box))]) == 0
+    assert main([*common, "-o", str(tmp_path / "mask"), "--mask", str(tmp_path / "mask.png")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "mask" / "scene.png.npy"),
+                                  np.load(tmp_path / "box" / "scene.png.npy"))
+    from gradcam.manifest import input_records, read_records
+
+    (record,) = input_records(read_records(tmp_path / "mask" / "manifest.jsonl"))
+    assert record["settings"]["mask"] == str(tmp_path / "mask.png") and record["settings"]["mask_file"]
+    capsys.readouterr()
+    # a mask of another aspect ratio fails that photo, in one line; a blank mask, or a mask with a box, or on
+    # a classifier, is a usage error before anything runs
+    Image.fromarray(np.full((32, 48), 255, np.uint8)).save(tmp_path / "wide.png")
+    assert main([*common, "-o", str(tmp_path / "wide"), "--mask", str(tmp_path / "wide.png")]) == 1
+    assert "error: the mask (48x32) does not fit this 64x64 photo (another aspect ratio)" in capsys.readouterr().out
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "blank.png")
+    for flags, message in ((["--mask", str(tmp_path / "blank.png")], "has no pixel set"),
+                           (["--mask", str(tmp_path / "mask.png"), "--region", "0,0,4,4"], "either --region or --mask"),
+                           (["--mask", str(tmp_path / "missing.png")], "cannot read the mask")):
+        assert main([*common, "-o", str(tmp_path / "x"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_explain_takes_a_box_or_a_mask_as_region(segmenter, tiny_model):
+    import gradcam
+
+    model, images, _, _ = segmenter
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[4:20, 6:30] = True
+    photo = np.rint(images[0]).astype(np.uint8)  # explain takes photos as uint8
+    by_box = gradcam.explain(model, photo, layer="features", class_index=1, region=(6, 4, 30, 20))
+    by_mask = gradcam.explain(model, photo, layer="features", class_index=1, region=mask)
+    np.testing.assert_array_equal(by_box.heatmap, by_mask.heatmap)
+    expected = independent_region_cam(model, photo[None].astype(np.float32), mask[None].astype(np.float32))[0]
+    from gradcam.heatmap import heatmap_at
+
+    np.testing.assert_allclose(by_mask.heatmap, heatmap_at(expected, (SIZE, SIZE))[0], atol=1e-4)
+    with pytest.raises(UsageError, match="region applies to segmentation models"):
+        gradcam.explain(tiny_model, np.zeros((32, 32, 3), np.uint8), region=(0, 0, 4, 4))

@@ -116,3 +116,90 @@ def test_explain_takes_volumes_from_arrays_and_npy_files_and_draws_them(cube_fin
     assert figure._repr_png_().startswith(b"\x89PNG")
     with pytest.raises(gradcam.ImageError, match="a volume must be"):
         gradcam.explain(model, np.zeros((4, 4)))
+
+
+def lps_affine() -> np.ndarray:
+    """A NIfTI affine of 1.5 mm voxels whose axes run to the patient's left, back and top (L, P, S),
+    shifted: not the identity, so that keeping it is tested."""
+    return np.array([[-1.5, 0, 0, 90.0], [0, -1.5, 0, 120.0], [0, 0, 1.5, -60.0], [0, 0, 0, 1]])
+
+
+def test_cli_explains_a_folder_of_npy_and_nifti_volumes(cube_finder, tmp_path, capsys):
+    nibabel = pytest.importorskip("nibabel")
+    from PIL import Image
+
+    from gradcam.cli import main
+    from gradcam.manifest import input_records, read_records
+
+    model, volumes, centres = cube_finder
+    model_path = tmp_path / "cube.keras"
+    model.save(model_path)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    np.save(folder / "a.npy", volumes[0][..., 0])
+    nibabel.save(nibabel.Nifti1Image(volumes[1][..., 0], lps_affine()), folder / "b.nii.gz")
+    Image.new("RGB", (8, 8)).save(folder / "photo.png")  # not a volume: not read for a 3-D model
+    out = tmp_path / "out"
+    assert main([str(folder), "--model", str(model_path), "-o", str(out), "--class-index", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "2 volume(s)" in text and "2 explained" in text
+    for name, volume, centre in (("a.npy", volumes[0], centres[0]), ("b.nii.gz", volumes[1], centres[1])):
+        heatmap = np.load(out / f"{name}.npy")
+        assert heatmap.shape == (SIDE, SIDE, SIDE) and heatmap.dtype == np.float32
+        # the same map as the Python API on the same array
+        np.testing.assert_allclose(heatmap, gradcam_heatmap(model, volume), atol=1e-6)
+        peak = np.array(np.unravel_index(np.argmax(heatmap), heatmap.shape))
+        assert np.all(np.abs(peak - centre) <= CUBE // 2 + 2), (name, peak, centre)
+        montage_png = np.asarray(Image.open(out / f"{name}.png"))
+        assert montage_png.shape[0] == SIDE and montage_png.shape[1] == 8 * SIDE + 7 * 2
+        assert Image.open(out / f"{name}.planes.png").size[0] > 600
+    written = nibabel.load(out / "b.nii.gz.nii.gz")
+    np.testing.assert_array_equal(written.affine, lps_affine())
+    np.testing.assert_allclose(written.get_fdata(), np.load(out / "b.nii.gz.npy"), atol=1e-7)
+    assert not (out / "a.npy.nii.gz").exists()  # a .npy volume has no affine
+    records = {r["input"].rsplit("/", 1)[-1]: r for r in input_records(read_records(out / "manifest.jsonl"))}
+    assert set(records) == {"a.npy", "b.nii.gz"}
+    assert records["b.nii.gz"]["nifti"] == "b.nii.gz.nii.gz" and records["a.npy"]["planes"] == "a.npy.planes.png"
+    assert set(records["b.nii.gz"]["files"]) == {"b.nii.gz.png", "b.nii.gz.npy", "b.nii.gz.planes.png",
+                                                   "b.nii.gz.nii.gz"}
+    # a rerun skips both; a replaced NIfTI output is made again
+    assert main([str(folder), "--model", str(model_path), "-o", str(out), "--class-index", "1"]) == 0
+    assert "every output is up to date" in capsys.readouterr().out
+    (out / "b.nii.gz.nii.gz").write_bytes(b"not the map")
+    assert main([str(folder), "--model", str(model_path), "-o", str(out), "--class-index", "1"]) == 0
+    assert "1 explained (1 redone" in capsys.readouterr().out
+    np.testing.assert_array_equal(nibabel.load(out / "b.nii.gz.nii.gz").affine, lps_affine())
+
+
+def gradcam_heatmap(model, volume) -> np.ndarray:
+    import gradcam
+
+    return gradcam.explain(model, volume, class_index=1).heatmap
+
+
+def test_cli_volume_errors_are_one_line(cube_finder, tmp_path, capsys):
+    from gradcam.cli import main
+
+    model, volumes, _ = cube_finder
+    model_path = tmp_path / "cube.keras"
+    model.save(model_path)
+    np.save(tmp_path / "flat.npy", np.zeros((16, 16)))  # 2-D: no volume
+    np.save(tmp_path / "nan.npy", np.full((16, 16, 16), np.nan, np.float32))
+    (tmp_path / "junk.nii").write_bytes(b"not nifti")
+    np.save(tmp_path / "ok.npy", volumes[0][..., 0])
+    inputs = [str(tmp_path / name) for name in ("flat.npy", "nan.npy", "junk.nii", "ok.npy")]
+    assert main([*inputs, "--model", str(model_path), "-o", str(tmp_path / "out")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any("flat.npy: error: a volume must be (D, H, W) or (D, H, W, 1)" in line for line in lines)
+    assert any("nan.npy: error: the volume has NaN or infinite values" in line for line in lines)
+    assert any("junk.nii: error: not a readable NIfTI file" in line for line in lines)
+    assert any("ok.npy: class (1), p=" in line and line.endswith("-> ok.npy.png") for line in lines), lines
+    for flags, message in ((["--evaluate"], "--evaluate applies to 2-D images"),
+                           (["--max-size", "8"], "--max-size applies to 2-D images")):
+        assert main([inputs[-1], "--model", str(model_path), "-o", str(tmp_path / "o2"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["sanity", inputs[-1], "--model", str(model_path), "-o", str(tmp_path / "o3")]) == 2
+    assert "not volumetric (3-D) ones" in capsys.readouterr().err
+    assert main([inputs[-1], "--model", str(model_path), "-o", str(tmp_path / "o4"), "--max-pixels", "100"]) == 1
+    assert "volume is too large: 16x16x16 voxels" in capsys.readouterr().out

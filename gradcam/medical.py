@@ -1,0 +1,230 @@
+"""The medical formats, read and written through optional extras (``pip install "gradcam[medical]"``):
+DICOM images (pydicom) with their window, NIfTI volumes (nibabel) with their affine, and the
+orientation in which a NIfTI volume is drawn. Neither library is imported until a file needs it.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import numpy as np
+
+from .errors import ImageError, UsageError
+
+#: what to install when pydicom or nibabel is missing
+MEDICAL_EXTRA = 'pip install "gradcam[medical]"'
+
+#: the display order of a NIfTI volume's axes (nibabel axis codes): slices from the top of the head
+#: down (I), rows from the front (P: anterior at the top), columns to the patient's left (L: the
+#: patient's right on the viewer's left, as radiologists read)
+DISPLAY_AXES = ("I", "P", "L")
+
+
+def _missing(module: str, purpose: str) -> UsageError:
+    return UsageError(f"reading {purpose} needs {module}: {MEDICAL_EXTRA}")
+
+
+def import_pydicom():
+    """pydicom, or a one-line UsageError that says how to install it."""
+    try:
+        import pydicom
+        import pydicom.pixels  # noqa: F401  (the pixel handlers and LUTs)
+    except ImportError:
+        raise _missing("pydicom", "DICOM files") from None
+    return pydicom
+
+
+def import_nibabel():
+    """nibabel, or a one-line UsageError that says how to install it."""
+    try:
+        import nibabel
+    except ImportError:
+        raise _missing("nibabel", "NIfTI volumes") from None
+    return nibabel
+
+
+def is_nifti_name(name: str | os.PathLike) -> bool:
+    """True for ``.nii`` and ``.nii.gz`` (any case)."""
+    lower = os.fspath(name).lower()
+    return lower.endswith(".nii") or lower.endswith(".nii.gz")
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True for a ``.dcm``/``.dicom`` name, or a file with the DICOM preamble ("DICM" at byte 128)."""
+    if os.fspath(path).lower().endswith((".dcm", ".dicom")):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def check_readers(paths: list[str | os.PathLike]) -> None:
+    """Before a run: the one-line UsageError of a missing extra when some input is a NIfTI volume, or a
+    DICOM file (by its name, or by its preamble when its name is no usual image name)."""
+    if any(is_nifti_name(path) for path in paths):
+        import_nibabel()
+    if any(_maybe_dicom(path) for path in paths):
+        import_pydicom()
+
+
+def _maybe_dicom(path: str | os.PathLike) -> bool:
+    name = os.fspath(path).lower()
+    if name.endswith((".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".nii", ".nii.gz")):
+        return False  # the usual names: no file opened
+    return is_dicom_file(path)
+
+
+# -- DICOM
+
+def parse_window(text: str) -> tuple[float, float]:
+    """'CENTRE,WIDTH' (e.g. '40,400') -> (centre, width) with width >= 1; else ValueError."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ValueError(f"{text!r} is not CENTRE,WIDTH (e.g. 40,400 for soft tissue in CT)")
+    centre, width = (float(part) for part in parts)
+    if not (np.isfinite(centre) and np.isfinite(width)) or width < 1:
+        raise ValueError(f"{text!r}: the window width must be at least 1")
+    return centre, width
+
+
+def apply_window(values: np.ndarray, centre: float, width: float) -> np.ndarray:
+    """The DICOM linear VOI function (PS3.3 C.11.2.1.2.1) onto 0-255, in float64, not rounded:
+    values at or below c - 1/2 - (w - 1)/2 give 0, values above c - 1/2 + (w - 1)/2 give 255, and
+    in between ((x - (c - 1/2)) / (w - 1) + 1/2) * 255."""
+    values = np.asarray(values, np.float64)
+    if width <= 1:  # the standard's width 1: a threshold at the centre
+        return np.where(values > centre - 0.5, 255.0, 0.0)
+    scaled = ((values - (centre - 0.5)) / (width - 1.0) + 0.5) * 255.0
+    return np.clip(scaled, 0.0, 255.0)
+
+
+def _first(value) -> float | None:
+    """A DICOM value that may hold several (window centre/width): the first, as a float."""
+    if value is None:
+        return None
+    try:
+        return float(value[0]) if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = None,
+               max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """A single-frame DICOM image at full depth, ready to display and to feed a model.
+
+    Greyscale images go through the modality LUT (rescale slope and intercept) and then the window:
+    ``window`` = (centre, width) if given, else the file's first window, else the image's own range;
+    MONOCHROME1 is inverted. Colour images are scaled to 0-255.
+
+    Returns:
+        (float64 (H, W) greyscale or (H, W, 3) colour, in [0, 255], not rounded; True if greyscale).
+
+    Raises:
+        ImageError: an unreadable or multi-frame file, one without pixels, or more than ``max_pixels``.
+        UsageError: pydicom is not installed.
+    """
+    pydicom = import_pydicom()
+    try:
+        dataset = pydicom.dcmread(path, force=True)
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+    except Exception as exc:
+        raise ImageError(f"not a readable DICOM file ({_reason(exc)})") from None
+    if max_pixels is not None and rows * columns > max_pixels:
+        raise ImageError(f"image is too large: {columns}x{rows} pixels is more than the limit of {max_pixels:,} "
+                         "(raise it with --max-pixels)")
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageError(f"a multi-frame DICOM ({frames} frames): gradcam explains single-frame images")
+    try:
+        pixels = dataset.pixel_array
+    except Exception as exc:
+        raise ImageError(f"cannot decode the DICOM pixels ({_reason(exc)})") from None
+    samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
+    if samples == 3 and pixels.ndim == 3:
+        if str(getattr(dataset, "PhotometricInterpretation", "RGB")).startswith("YBR"):
+            pixels = pydicom.pixels.convert_color_space(pixels, dataset.PhotometricInterpretation, "RGB")
+        bits = int(getattr(dataset, "BitsStored", 8) or 8)
+        return np.asarray(pixels, np.float64) * (255.0 / (2 ** bits - 1)), False
+    if pixels.ndim != 2:
+        raise ImageError(f"unexpected DICOM pixel layout {pixels.shape}")
+    values = np.asarray(pydicom.pixels.apply_modality_lut(pixels, dataset), np.float64)
+    if window is None:
+        centre, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
+        window = (centre, width) if centre is not None and width is not None and width >= 1 else None
+    if window is None:  # the image's own range
+        low, high = float(values.min()), float(values.max())
+        grey = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    else:
+        grey = apply_window(values, *window)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        grey = 255.0 - grey
+    return grey, True
+
+
+def dicom_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of a DICOM image from its header alone; None when it cannot be read."""
+    try:
+        dataset = import_pydicom().dcmread(path, force=True, stop_before_pixels=True)
+        return int(dataset.Columns), int(dataset.Rows)
+    except Exception:
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+# -- NIfTI
+
+def nifti_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape of a NIfTI volume, from its header alone.
+
+    Raises:
+        ImageError: not a readable NIfTI file.  UsageError: nibabel is not installed.
+    """
+    nibabel = import_nibabel()
+    try:
+        return tuple(int(n) for n in nibabel.load(os.fspath(path)).shape)
+    except Exception as exc:
+        raise ImageError(f"not a readable NIfTI file ({_reason(exc)})") from None
+
+
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI volume as stored (voxel axes in the file's order, scaled by its slope and intercept).
+
+    Returns:
+        (float32 array (X, Y, Z) or (X, Y, Z, C), float64 affine (4, 4): voxel indices -> millimetres).
+
+    Raises:
+        ImageError: not a readable NIfTI file.  UsageError: nibabel is not installed.
+    """
+    nibabel = import_nibabel()
+    try:
+        image = nibabel.load(os.fspath(path))
+        return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, np.float64)
+    except Exception as exc:
+        raise ImageError(f"not a readable NIfTI file ({_reason(exc)})") from None
+
+
+def nifti_bytes(volume: np.ndarray, affine: np.ndarray, compress_level: int = 1) -> bytes:
+    """A float32 volume (X, Y, Z) with ``affine`` as the bytes of a gzipped NIfTI-1 file (.nii.gz)."""
+    nibabel = import_nibabel()
+    image = nibabel.Nifti1Image(np.asarray(volume, np.float32), np.asarray(affine, np.float64))
+    image.header.set_xyzt_units("mm")
+    return gzip.compress(image.to_bytes(), compresslevel=compress_level, mtime=0)
+
+
+def to_display(affine: np.ndarray | None, *volumes: np.ndarray) -> list[np.ndarray]:
+    """Volumes (X, Y, Z[, C]) of a NIfTI file with this affine, reordered and flipped to
+    :data:`DISPLAY_AXES` (axial slices first, anterior up, the patient's right on the left), so that
+    montages and plane figures look as in a viewer; with no affine (a .npy volume), unchanged."""
+    if affine is None:
+        return list(volumes)
+    nibabel = import_nibabel()
+    orientations = nibabel.orientations
+    transform = orientations.ornt_transform(orientations.io_orientation(affine),
+                                            orientations.axcodes2ornt(DISPLAY_AXES))
+    return [np.ascontiguousarray(orientations.apply_orientation(volume, transform)) for volume in volumes]
