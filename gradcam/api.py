@@ -18,7 +18,7 @@ import numpy as np
 from .cam import Explainer
 from .classes import find_class
 from .errors import UsageError
-from .heatmap import box_region, heatmap_at, mask_region
+from .heatmap import box_region, check_region, heatmap_at, mask_region
 from .images import array_to_rgb, load_for_model, load_volume, pil_to_rgb, resize_for_model, resize_volume
 from .loading import Classifier, load_classifier
 from .names import DEFAULT_BATCH_SIZE
@@ -240,6 +240,8 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
         for i, photo in enumerate(photos):
             ranked = []
             for k in range(top_k):
+                if result.regions is not None:
+                    check_region(result.regions[i, k], region is not None, int(result.ranked_class_index[i, k]))
                 heatmap, constant = heatmap_at(result.ranked_cams[i, k], photo.shape[:explainer.ndim])
                 index = int(result.ranked_class_index[i, k])
                 ranked.append(Explanation(heatmap, photo, index, explainer.class_name(index),

@@ -129,3 +129,16 @@ def mask_region(mask: np.ndarray, photo_size: tuple[int, int], grid_size: tuple[
     centre_y = np.minimum(((np.arange(rows) + 0.5) * mask_height / rows).astype(int), mask_height - 1)
     centre_x = np.minimum(((np.arange(cols) + 0.5) * mask_width / cols).astype(int), mask_width - 1)
     return np.asarray(mask, bool)[centre_y[:, None], centre_x[None, :]].astype(np.float32)
+
+
+def check_region(region: np.ndarray | None, given: bool, class_index: int) -> None:
+    """Raise HeatmapError for an empty segmentation region (bool (h, w)): its score is 0 and its map
+    says nothing. ``given``: the region came from a box or mask, not from the model's own pixels."""
+    if region is None or np.any(region):
+        return
+    rows, cols = np.shape(region)
+    if given:
+        raise HeatmapError(f"the region covers no cell of the model's {rows}x{cols} output (a box or mask "
+                           "smaller than a cell, or outside the photo)")
+    raise HeatmapError(f"the model assigns no pixel to class {class_index}: nothing to explain there "
+                       "(give the region with --region or --mask)")

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import HeatmapError, ImageError, UsageError, first_line
 from .faithfulness import faithfulness_scores
 from .gallery import write_gallery
-from .heatmap import box_region, check_finite, heatmap_at, mask_region
+from .heatmap import box_region, check_finite, check_region, heatmap_at, mask_region
 from .images import (
     DEFAULT_MAX_PIXELS,
     InputImage,
@@ -238,6 +238,7 @@ class _FolderRun:
         options, explainer = self.options, self.explainer
         try:
             check_finite(cam)
+            check_region(region, options.region is not None or options.mask is not None, class_index)
         except HeatmapError as exc:
             self._error(entry.item, str(exc), rank)
             return

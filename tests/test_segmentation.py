@@ -175,3 +175,22 @@ def test_explain_takes_a_box_or_a_mask_as_region(segmenter, tiny_model):
     np.testing.assert_allclose(by_mask.heatmap, heatmap_at(expected, (SIZE, SIZE))[0], atol=1e-4)
     with pytest.raises(UsageError, match="region applies to segmentation models"):
         gradcam.explain(tiny_model, np.zeros((32, 32, 3), np.uint8), region=(0, 0, 4, 4))
+
+
+def test_an_empty_region_is_an_error_not_a_blank_map(segmenter, tmp_path, capsys):
+    import gradcam
+
+    path, photo, _ = scene_on_disk(segmenter, tmp_path)
+    dark = tmp_path / "dark.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(dark)  # no square: no pixel of class 1
+    common = ["--model", str(path), "--layer", "features", "--class-index", "1", "-o", str(tmp_path / "out")]
+    assert main([*common, str(dark), str(photo)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any("dark.png: error: the model assigns no pixel to class 1" in line for line in lines), lines
+    assert any("scene.png: class (1), p=" in line for line in lines), lines
+    # a box between the cells' centres (the 64 x 64 photo's 32 x 32 output: centres at odd pixels)
+    assert main([*common, str(photo), "--region", "2,2,3,3", "--overwrite"]) == 1
+    assert "the region covers no cell of the model's 32x32 output" in capsys.readouterr().out
+    model = segmenter[0]
+    with pytest.raises(gradcam.HeatmapError, match="assigns no pixel to class 1"):
+        gradcam.explain(model, np.zeros((32, 32, 3), np.uint8), layer="features", class_index=1)
