@@ -62,6 +62,27 @@ def tiny_classifier():
     return Classifier(model, "tiny", (224, 224), "none")
 
 
+#: CPU seconds of the run's finished threads, by thread name without its number ("gradcam-render", ...)
+THREAD_CPU: dict[str, float] = {}
+
+
+def count_thread_cpu() -> None:
+    """From now on, every thread that ends adds its CPU time (time.thread_time) to THREAD_CPU: the pools'
+    threads end when the run shuts them down, so the run's stages can be told apart."""
+    import threading
+
+    run_thread = threading.Thread.run
+
+    def run_and_count(self):
+        try:
+            return run_thread(self)
+        finally:
+            name = self.name.rstrip("0123456789_")
+            THREAD_CPU[name] = THREAD_CPU.get(name, 0.0) + time.thread_time()
+
+    threading.Thread.run = run_and_count
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -117,10 +138,18 @@ def measure(count: int, batch_size: int, model_name: str, skip_bare: bool, size=
             return result_
 
         explainer.explain_batch = timed_explain_batch
-        start, cpu_start = time.perf_counter(), cpu_seconds()
+        THREAD_CPU.clear()
+        start, cpu_start, main_start = time.perf_counter(), cpu_seconds(), time.thread_time()
         run(explainer, items, RunOptions(output_dir=out, batch_size=batch_size, **run_options))
-        end, cpu_end = time.perf_counter(), cpu_seconds()
+        end, cpu_end, main_end = time.perf_counter(), cpu_seconds(), time.thread_time()
         result["cpu_ms_per_image"] = (cpu_end - cpu_start) / count * 1000
+        # where that CPU time went: the decode pool, the render pool, the main thread (batches, model
+        # calls, manifest) and the rest (TensorFlow's own threads)
+        stages = {f"cpu_ms_{name.replace('gradcam-', '')}": seconds / count * 1000
+                  for name, seconds in sorted(THREAD_CPU.items()) if name.startswith("gradcam-")}
+        stages["cpu_ms_main"] = (main_end - main_start) / count * 1000
+        stages["cpu_ms_other"] = result["cpu_ms_per_image"] - sum(stages.values())
+        result.update(stages)
         total = end - start
         # steady state: every image after the first batch, from the end of the first model step
         # until the last output is written (rendering of all batches included)
@@ -158,6 +187,7 @@ def main() -> int:
         low, high = min(peaks), max(peaks)
         print(f"growth from {low} to {high} images: {peaks[high] - peaks[low]:+.1f} MB")
         return 0
+    count_thread_cpu()
     from gradcam._tf import import_tf
 
     tf, _ = import_tf()

@@ -71,7 +71,7 @@ def upsample(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     big = ndimage.zoom(heatmap, factors, order=1, mode="nearest", grid_mode=True)
     if big.shape != shape:  # zoom rounds the output size; fix an off-by-one
         big = _fit(big, shape)
-    return np.clip(big, 0.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(big, 0.0, 1.0, out=big)  # in place: no second photo-sized array
 
 
 def _fit(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

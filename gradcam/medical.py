@@ -48,10 +48,20 @@ def is_nifti_name(name: str | os.PathLike) -> bool:
     return lower.endswith(".nii") or lower.endswith(".nii.gz")
 
 
+#: names read as what they say, with no look inside for a DICOM preamble
+_NOT_DICOM_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".pbm", ".pnm", ".npy", ".nii", ".nii.gz")
+
+
 def is_dicom_file(path: str | os.PathLike) -> bool:
-    """True for a ``.dcm``/``.dicom`` name, or a file with the DICOM preamble ("DICM" at byte 128)."""
-    if os.fspath(path).lower().endswith((".dcm", ".dicom")):
+    """True for a ``.dcm``/``.dicom`` name, or, for a name without a usual image or volume extension (a
+    DICOM file named ``IM0001``), a file with the DICOM preamble ("DICM" at byte 128). Photos are
+    never opened here."""
+    name = os.fspath(path).lower()
+    if name.endswith((".dcm", ".dicom")):
         return True
+    if name.endswith(_NOT_DICOM_NAMES):
+        return False
     try:
         with open(path, "rb") as handle:
             handle.seek(128)
@@ -61,19 +71,12 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
 
 
 def check_readers(paths: list[str | os.PathLike]) -> None:
-    """Before a run: the one-line UsageError of a missing extra when some input is a NIfTI volume, or a
-    DICOM file (by its name, or by its preamble when its name is no usual image name)."""
+    """Before a run: the one-line UsageError of a missing extra when some input is a NIfTI volume or a
+    DICOM file (:func:`is_dicom_file`)."""
     if any(is_nifti_name(path) for path in paths):
         import_nibabel()
-    if any(_maybe_dicom(path) for path in paths):
+    if any(is_dicom_file(path) for path in paths):
         import_pydicom()
-
-
-def _maybe_dicom(path: str | os.PathLike) -> bool:
-    name = os.fspath(path).lower()
-    if name.endswith((".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".nii", ".nii.gz")):
-        return False  # the usual names: no file opened
-    return is_dicom_file(path)
 
 
 # -- DICOM
