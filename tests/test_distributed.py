@@ -74,3 +74,34 @@ def test_missing_ray_is_one_clear_line(tmp_path, tiny_model_file, capsys, monkey
     assert main(["--model", str(tiny_model_file), str(photo), "-o", str(tmp_path / "o"), "--ray"]) == 2
     err = capsys.readouterr().err
     assert 'pip install "gradcam[ray]"' in err and "Traceback" not in err
+
+
+def test_ray_explains_volumes_as_a_local_run_does(tmp_path, local_ray, capsys):
+    """A 3-D model on Ray: the actors write the same .npy heatmaps, montages and planes as a local run,
+    and the NIfTI heatmap with the input's affine."""
+    nibabel = pytest.importorskip("nibabel")
+    import numpy as np
+    from conftest import keras
+
+    k = keras()
+    k.utils.set_random_seed(2)
+    inputs = k.Input((8, 8, 8, 1))
+    x = k.layers.Conv3D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = k.layers.GlobalAveragePooling3D()(x)
+    model = k.Model(inputs, k.layers.Dense(2, activation="softmax")(x))
+    model_path = tmp_path / "volumes.keras"
+    model.save(model_path)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rng = np.random.default_rng(2)
+    np.save(scans / "a.npy", rng.uniform(0, 1, (12, 8, 10)).astype(np.float32))
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    nibabel.save(nibabel.Nifti1Image(rng.uniform(0, 1, (8, 8, 8)).astype(np.float32), affine), scans / "b.nii")
+    common = [str(scans), "--model", str(model_path), "--class-index", "1"]
+    assert main([*common, "-o", str(tmp_path / "ray"), "--ray"]) == 0
+    assert main([*common, "-o", str(tmp_path / "local")]) == 0
+    names = assert_same_outputs(tmp_path / "ray", tmp_path / "local")
+    assert set(names) == {"a.npy.npy", "a.npy.png", "a.npy.planes.png", "b.nii.npy", "b.nii.png", "b.nii.planes.png"}
+    np.testing.assert_array_equal(nibabel.load(tmp_path / "ray" / "b.nii.nii.gz").affine, affine)
+    np.testing.assert_array_equal(nibabel.load(tmp_path / "ray" / "b.nii.nii.gz").get_fdata(),
+                                  np.load(tmp_path / "local" / "b.nii.npy"))
