@@ -424,7 +424,6 @@ def read_volume(path: str | os.PathLike, channels: int = 1, max_voxels: int | No
     Raises:
         ImageError: an unreadable file, more than ``max_voxels`` voxels (from the header, before
             reading), another shape or channel count, NaN/infinite values.
-        UsageError: a NIfTI file without nibabel installed.
     """
     shape = nifti_shape(path) if is_nifti_name(path) else _npy_shape(path)
     voxels = int(np.prod(shape[:3]))

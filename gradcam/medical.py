@@ -71,12 +71,29 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
 
 
 def check_readers(paths: list[str | os.PathLike]) -> None:
-    """Before a run: the one-line UsageError of a missing extra when some input is a NIfTI volume or a
-    DICOM file (:func:`is_dicom_file`)."""
-    if any(is_nifti_name(path) for path in paths):
-        import_nibabel()
-    if any(is_dicom_file(path) for path in paths):
-        import_pydicom()
+    """Before a run: when every input needs an extra that is missing (a folder of DICOM files without
+    pydicom), the one-line UsageError that says what to install. When only some inputs need it, the
+    run goes on and each of those fails alone, with the same words (see :func:`_file_reader`)."""
+    needed = [_reader_of(path) for path in paths]
+    if needed and all(needed):
+        for importer in dict.fromkeys(needed):
+            importer()
+
+
+def _reader_of(path: str | os.PathLike):
+    """The importer a file needs: :func:`import_nibabel`, :func:`import_pydicom`, or None."""
+    if is_nifti_name(path):
+        return import_nibabel
+    return import_pydicom if is_dicom_file(path) else None
+
+
+def _file_reader(importer):
+    """``importer()`` for reading one file: a missing library is that file's ImageError (one bad file
+    never stops a folder run), with the install hint."""
+    try:
+        return importer()
+    except UsageError as exc:
+        raise ImageError(str(exc)) from None
 
 
 # -- DICOM
@@ -125,10 +142,10 @@ def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = Non
         (float64 (H, W) greyscale or (H, W, 3) colour, in [0, 255], not rounded; True if greyscale).
 
     Raises:
-        ImageError: an unreadable or multi-frame file, one without pixels, or more than ``max_pixels``.
-        UsageError: pydicom is not installed.
+        ImageError: an unreadable or multi-frame file, one without pixels, more than ``max_pixels``, or
+            pydicom is not installed (the message says how to install it).
     """
-    pydicom = import_pydicom()
+    pydicom = _file_reader(import_pydicom)
     try:
         dataset = pydicom.dcmread(path, force=True)
         rows, columns = int(dataset.Rows), int(dataset.Columns)
@@ -186,9 +203,9 @@ def nifti_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape of a NIfTI volume, from its header alone.
 
     Raises:
-        ImageError: not a readable NIfTI file.  UsageError: nibabel is not installed.
+        ImageError: not a readable NIfTI file, or nibabel is not installed (the message says how).
     """
-    nibabel = import_nibabel()
+    nibabel = _file_reader(import_nibabel)
     try:
         return tuple(int(n) for n in nibabel.load(os.fspath(path)).shape)
     except Exception as exc:
@@ -202,9 +219,9 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         (float32 array (X, Y, Z) or (X, Y, Z, C), float64 affine (4, 4): voxel indices -> millimetres).
 
     Raises:
-        ImageError: not a readable NIfTI file.  UsageError: nibabel is not installed.
+        ImageError: not a readable NIfTI file, or nibabel is not installed (the message says how).
     """
-    nibabel = import_nibabel()
+    nibabel = _file_reader(import_nibabel)
     try:
         image = nibabel.load(os.fspath(path))
         return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, np.float64)

@@ -159,11 +159,27 @@ def test_a_missing_extra_is_one_line_before_the_model_loads(tmp_path, monkeypatc
     with pytest.raises(UsageError, match=r'reading DICOM files needs pydicom: pip install "gradcam\[medical\]"'):
         check_readers([scan])
     with pytest.raises(UsageError, match=r'reading NIfTI volumes needs nibabel: pip install "gradcam\[medical\]"'):
-        check_readers([tmp_path / "a.jpg", volume])
+        check_readers([volume, scan])  # every input needs a missing extra
     check_readers([tmp_path / "a.jpg", tmp_path / "b.npy"])  # nothing needed
+    check_readers([tmp_path / "a.jpg", scan])  # only some need it: each of those fails alone
     assert main([str(scan), "--model", "vgg19", "--weights", "random", "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == 'gradcam: error: reading DICOM files needs pydicom: pip install "gradcam[medical]"'
+
+
+def test_a_missing_extra_fails_only_the_files_that_need_it(tiny_model_file, tmp_path, monkeypatch, capsys):
+    from gradcam.cli import main
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_dicom(folder / "scan.dcm", np.zeros((8, 8), np.uint16))
+    Image.new("RGB", (20, 16), (200, 30, 30)).save(folder / "photo.png")
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    assert main([str(folder), "--model", str(tiny_model_file), "-o", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "1 explained, 0 skipped, 1 failed" in captured.out
+    assert f'failed: {folder / "scan.dcm"}: reading DICOM files needs pydicom: pip install "gradcam[medical]"' \
+        in captured.err
 
 
 def test_cli_explains_dicom_with_its_window_and_a_new_window_redoes(tiny_model_file, tmp_path, capsys):
