@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 import numpy as np
 
 from .errors import ImageError, UsageError
@@ -147,10 +148,26 @@ def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = Non
     """
     pydicom = _file_reader(import_pydicom)
     try:
+        with warnings.catch_warnings():  # pydicom warns about every oddity of a file: it reads them anyway
+            warnings.simplefilter("ignore")
+            return _read_dicom(pydicom, path, window, max_pixels)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("not enough memory to decode this DICOM image") from None
+    except Exception as exc:  # a damaged or unusual file: pydicom and its handlers raise many types
+        raise ImageError(f"not a readable DICOM image ({_reason(exc)})") from None
+
+
+def _read_dicom(pydicom, path, window, max_pixels) -> tuple[np.ndarray, bool]:
+    try:
         dataset = pydicom.dcmread(path, force=True)
-        rows, columns = int(dataset.Rows), int(dataset.Columns)
     except Exception as exc:
         raise ImageError(f"not a readable DICOM file ({_reason(exc)})") from None
+    if "PixelData" not in dataset or "Rows" not in dataset or "Columns" not in dataset:
+        kind = getattr(getattr(dataset, "SOPClassUID", None), "name", None)
+        raise ImageError(f"a DICOM file without an image{f' ({kind})' if kind else ''}: no pixel data")
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
     if max_pixels is not None and rows * columns > max_pixels:
         raise ImageError(f"image is too large: {columns}x{rows} pixels is more than the limit of {max_pixels:,} "
                          "(raise it with --max-pixels)")
@@ -160,13 +177,16 @@ def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = Non
     try:
         pixels = dataset.pixel_array
     except Exception as exc:
-        raise ImageError(f"cannot decode the DICOM pixels ({_reason(exc)})") from None
+        raise ImageError(_undecodable(dataset, exc)) from None
     samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
-    if samples == 3 and pixels.ndim == 3:
-        if str(getattr(dataset, "PhotometricInterpretation", "RGB")).startswith("YBR"):
-            pixels = pydicom.pixels.convert_color_space(pixels, dataset.PhotometricInterpretation, "RGB")
+    photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
+    if samples == 3 and pixels.ndim == 3:  # pydicom 3 gives YBR images as RGB already
         bits = int(getattr(dataset, "BitsStored", 8) or 8)
         return np.asarray(pixels, np.float64) * (255.0 / (2 ** bits - 1)), False
+    if photometric == "PALETTE COLOR" and pixels.ndim == 2:  # indices into the file's colour tables
+        colours = pydicom.pixels.apply_color_lut(pixels, dataset)
+        bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+        return np.asarray(colours, np.float64) * (255.0 / (2 ** bits - 1)), False
     if pixels.ndim != 2:
         raise ImageError(f"unexpected DICOM pixel layout {pixels.shape}")
     values = np.asarray(pydicom.pixels.apply_modality_lut(pixels, dataset), np.float64)
@@ -178,7 +198,7 @@ def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = Non
         grey = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     else:
         grey = apply_window(values, *window)
-    if str(getattr(dataset, "PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         grey = 255.0 - grey
     return grey, True
 
@@ -186,10 +206,23 @@ def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = Non
 def dicom_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of a DICOM image from its header alone; None when it cannot be read."""
     try:
-        dataset = import_pydicom().dcmread(path, force=True, stop_before_pixels=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = import_pydicom().dcmread(path, force=True, stop_before_pixels=True)
         return int(dataset.Columns), int(dataset.Rows)
     except Exception:
         return None
+
+
+def _undecodable(dataset, exc: BaseException) -> str:
+    """Why a DICOM file's pixels cannot be decoded, and for compressed pixels without a decoder, what to
+    install."""
+    syntax = getattr(getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None), "name", None)
+    text = str(exc)
+    if syntax and ("missing dependencies" in text or "all available plugins" in text or "plugin" in text):
+        return (f"cannot decode the DICOM pixels: they are compressed as {syntax}, which pydicom decodes "
+                "with a plugin (e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg)")
+    return f"cannot decode the DICOM pixels ({_reason(exc)})"
 
 
 def _reason(exc: BaseException) -> str:

@@ -186,6 +186,12 @@ class _FolderRun:
             except ImageError as exc:
                 self._error(item, str(exc))
                 continue
+            except MemoryError:
+                self._error(item, "not enough memory to read this input")
+                continue
+            except Exception as exc:  # a reader's own error that no check foresaw: this input fails alone
+                self._error(item, f"cannot read: {first_line(exc)}")
+                continue
             try:
                 region = self._region_of(item, photo)
             except ImageError as exc:

@@ -109,7 +109,7 @@ def test_a_dicom_file_without_its_extension_is_known_by_its_preamble(tmp_path):
 def test_dicom_errors_are_one_line(tmp_path):
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
-    with pytest.raises(ImageError, match="not a readable DICOM file|cannot decode the DICOM pixels"):
+    with pytest.raises(ImageError, match="not a readable DICOM file|a DICOM file without an image"):
         load_image(broken)
     big = tmp_path / "big.dcm"
     write_dicom(big, np.zeros((100, 100), np.uint16))
@@ -204,3 +204,62 @@ def test_cli_explains_dicom_with_its_window_and_a_new_window_redoes(tiny_model_f
     assert [r["settings"]["window"] for r in records] == [None, None, [-600.0, 1500.0], [-600.0, 1500.0]]
     assert main(command + ["--window", "40"]) == 2
     assert "is not CENTRE,WIDTH" in capsys.readouterr().err
+
+
+def pydicom_test_file(name: str):
+    """One of the DICOM files that pydicom ships in its package (never downloaded)."""
+    from pathlib import Path
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
+    if not path.is_file():
+        pytest.skip(f"pydicom does not ship {name} here")
+    return path
+
+
+def test_colour_dicom_is_rgb_once_ybr_converted_by_pillow_too():
+    # YBR_FULL_422 pixels: pydicom gives RGB; Pillow's own YCbCr conversion of the raw values agrees
+    from pydicom.pixels import pixel_array
+
+    path = pydicom_test_file("SC_ybr_full_422_uncompressed.dcm")
+    raw = pixel_array(pydicom.dcmread(path), as_rgb=False)
+    by_pillow = np.asarray(Image.fromarray(raw, mode="YCbCr").convert("RGB"), np.int16)
+    photo = load_image(path)
+    assert photo.shape == raw.shape
+    assert np.abs(photo.astype(np.int16) - by_pillow).max() <= 3
+
+
+def test_palette_colour_dicom_goes_through_its_colour_tables():
+    path = pydicom_test_file("examples_palette.dcm")
+    dataset = pydicom.dcmread(path)
+    entries, first, bits = dataset.RedPaletteColorLookupTableDescriptor
+    tables = [np.frombuffer(dataset[f"{c}PaletteColorLookupTableData"].value, np.uint16 if bits == 16 else np.uint8)
+              for c in ("Red", "Green", "Blue")]
+    index = np.clip(dataset.pixel_array.astype(int) - first, 0, entries - 1)
+    by_hand = np.stack([table[index] for table in tables], axis=-1) * (255.0 / (2**bits - 1))
+    photo = load_image(path)
+    np.testing.assert_array_equal(photo, np.rint(by_hand).astype(np.uint8))
+    assert len({tuple(c) for c in photo.reshape(-1, 3)[::97]}) > 10  # colours, not greys
+
+
+def test_dicom_without_an_image_or_decoder_says_so(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.5"  # RT Plan Storage: no pixels
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    plan = Dataset()
+    plan.file_meta = meta
+    plan.SOPClassUID = meta.MediaStorageSOPClassUID
+    plan.save_as(tmp_path / "plan.dcm", enforce_file_format=True)
+    with pytest.raises(ImageError, match=r"^a DICOM file without an image \(RT Plan Storage\): no pixel data$"):
+        load_image(tmp_path / "plan.dcm")
+    compressed = tmp_path / "jls.dcm"
+    write_dicom(compressed, np.zeros((8, 8), np.uint16))
+    dataset = pydicom.dcmread(compressed)
+    dataset.file_meta.TransferSyntaxUID = JPEGLSLossless
+    dataset.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8 not really JPEG-LS \xff\xd9"])
+    dataset.save_as(compressed)
+    with pytest.raises(ImageError, match="cannot decode the DICOM pixels"):
+        load_image(compressed)
