@@ -451,10 +451,14 @@ def load_volume(volume, channels: int = 1) -> np.ndarray:
     (D, H, W, C); yours is not changed.
 
     Raises:
-        ImageError: an unreadable file, another shape, another channel count, or NaN/infinite values.
+        ImageError: an unreadable file, another shape, another channel count, values that are not real
+            numbers, or NaN/infinite values.
     """
     if isinstance(volume, (str, os.PathLike)):
         return read_volume(volume, channels)[0]
+    kind = np.asarray(volume).dtype
+    if not (kind == bool or np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
+        raise ImageError(f"a volume must hold real numbers; got dtype {kind}")
     values = np.array(volume, dtype=np.float32)
     if values.ndim == 3:
         values = values[..., None]

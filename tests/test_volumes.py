@@ -186,13 +186,15 @@ def test_cli_volume_errors_are_one_line(cube_finder, tmp_path, capsys):
     np.save(tmp_path / "flat.npy", np.zeros((16, 16)))  # 2-D: no volume
     np.save(tmp_path / "nan.npy", np.full((16, 16, 16), np.nan, np.float32))
     (tmp_path / "junk.nii").write_bytes(b"not nifti")
+    np.save(tmp_path / "complex.npy", np.zeros((16, 16, 16), np.complex64))
     np.save(tmp_path / "ok.npy", volumes[0][..., 0])
-    inputs = [str(tmp_path / name) for name in ("flat.npy", "nan.npy", "junk.nii", "ok.npy")]
+    inputs = [str(tmp_path / name) for name in ("flat.npy", "nan.npy", "junk.nii", "complex.npy", "ok.npy")]
     assert main([*inputs, "--model", str(model_path), "-o", str(tmp_path / "out")]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert any("flat.npy: error: a volume must be (D, H, W) or (D, H, W, 1)" in line for line in lines)
     assert any("nan.npy: error: the volume has NaN or infinite values" in line for line in lines)
     assert any("junk.nii: error: not a readable NIfTI file" in line for line in lines)
+    assert any("complex.npy: error: a volume must hold real numbers; got dtype complex64" in line for line in lines)
     assert any("ok.npy: class (1), p=" in line and line.endswith("-> ok.npy.png") for line in lines), lines
     for flags, message in ((["--evaluate"], "--evaluate applies to 2-D images"),
                            (["--max-size", "8"], "--max-size applies to 2-D images")):
