@@ -146,8 +146,8 @@ def _photo_and_input(image: Any, size: tuple[int, int], window: tuple[float, flo
 
 def _region(region: Any, photo_size: tuple[int, int], grid_size: tuple[int, int]) -> np.ndarray:
     """A box (x0, y0, x1, y1) or a mask (H, W) of an image as a region on the model's output grid."""
-    if isinstance(region, tuple) and len(region) == 4:
-        return box_region(region, photo_size, grid_size)
+    if np.ndim(region) == 1 and len(region) == 4:
+        return box_region(tuple(int(v) for v in region), photo_size, grid_size)
     mask = np.asarray(region)
     if mask.ndim != 2:
         raise UsageError("region must be a box (x0, y0, x1, y1) or a mask array (H, W)")

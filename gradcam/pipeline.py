@@ -183,6 +183,7 @@ class _FolderRun:
             item, future, _ = self.decoding.popleft()
             try:
                 photo, model_input, *affine = future.result()
+                region = self._region_of(item, photo)
             except ImageError as exc:
                 self._error(item, str(exc))
                 continue
@@ -191,11 +192,6 @@ class _FolderRun:
                 continue
             except Exception as exc:  # a reader's own error that no check foresaw: this input fails alone
                 self._error(item, f"cannot read: {first_line(exc)}")
-                continue
-            try:
-                region = self._region_of(item, photo)
-            except ImageError as exc:
-                self._error(item, str(exc))
                 continue
             self.batch.append(_Decoded(item, photo, model_input, affine[0] if affine else None, region))
             if len(self.batch) == self.batch_size:

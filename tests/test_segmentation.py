@@ -169,6 +169,8 @@ def test_explain_takes_a_box_or_a_mask_as_region(segmenter, tiny_model):
     by_box = gradcam.explain(model, photo, layer="features", class_index=1, region=(6, 4, 30, 20))
     by_mask = gradcam.explain(model, photo, layer="features", class_index=1, region=mask)
     np.testing.assert_array_equal(by_box.heatmap, by_mask.heatmap)
+    as_list = gradcam.explain(model, photo, layer="features", class_index=1, region=[6, 4, 30, 20])
+    np.testing.assert_array_equal(as_list.heatmap, by_box.heatmap)
     expected = independent_region_cam(model, photo[None].astype(np.float32), mask[None].astype(np.float32))[0]
     from gradcam.heatmap import heatmap_at
 
