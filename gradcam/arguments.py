@@ -8,9 +8,16 @@ import argparse
 
 from . import __version__
 from .errors import UsageError
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
+from .images import DEFAULT_MAX_PIXELS
 from .medical import parse_window
-from .names import DEFAULT_BATCH_SIZE, METHOD_NAMES, MODEL_NAMES, PERTURBATION_METHOD_NAMES
+from .names import (
+    DEFAULT_BATCH_SIZE,
+    IMAGE_EXTENSIONS,
+    METHOD_NAMES,
+    MODEL_NAMES,
+    PERTURBATION_METHOD_NAMES,
+    VOLUME_EXTENSIONS,
+)
 
 SUBCOMMANDS = {
     "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "

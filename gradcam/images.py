@@ -16,15 +16,7 @@ import numpy as np
 
 from .errors import ImageError, UsageError
 from .medical import dicom_size, is_dicom_file, is_nifti_name, nifti_shape, read_dicom, read_nifti
-
-#: File extensions (lower-case) that are read; others in a folder are ignored.
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif",
-    ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".dcm", ".dicom",
-)
-
-#: File extensions (lower-case) of volumes, read from folders for volumetric (3-D) models instead.
-VOLUME_EXTENSIONS: tuple[str, ...] = (".npy", ".nii", ".nii.gz")
+from .names import IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
 
 #: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
 DEFAULT_MAX_PIXELS: int = 100_000_000

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .errors import ImageError, UsageError
+from .names import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
 
 #: what to install when pydicom or nibabel is missing
 MEDICAL_EXTRA = 'pip install "gradcam[medical]"'
@@ -49,19 +50,14 @@ def is_nifti_name(name: str | os.PathLike) -> bool:
     return lower.endswith(".nii") or lower.endswith(".nii.gz")
 
 
-#: names read as what they say, with no look inside for a DICOM preamble
-_NOT_DICOM_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm", ".pbm", ".pnm", ".npy", ".nii", ".nii.gz")
-
-
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """True for a ``.dcm``/``.dicom`` name, or, for a name without a usual image or volume extension (a
     DICOM file named ``IM0001``), a file with the DICOM preamble ("DICM" at byte 128). Photos are
     never opened here."""
     name = os.fspath(path).lower()
-    if name.endswith((".dcm", ".dicom")):
+    if name.endswith(DICOM_EXTENSIONS):
         return True
-    if name.endswith(_NOT_DICOM_NAMES):
+    if name.endswith(IMAGE_EXTENSIONS + VOLUME_EXTENSIONS):  # the usual names: no file opened
         return False
     try:
         with open(path, "rb") as handle:

@@ -54,6 +54,16 @@ PREPROCESS_FAMILIES: tuple[str, ...] = (
     "densenet", "convnext", "nasnet", "none",
 )
 
+#: File extensions (lower-case) that are read from folders; others there are ignored. DICOM images are
+#: also known by their preamble when named directly (gradcam.medical.is_dicom_file).
+DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif",
+    ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", *DICOM_EXTENSIONS,
+)
+#: File extensions (lower-case) of volumes, read from folders for volumetric (3-D) models instead.
+VOLUME_EXTENSIONS: tuple[str, ...] = (".npy", ".nii", ".nii.gz")
+
 #: model inputs per forward pass (``--batch-size``): photos, or the masked/ablated copies of one photo
 #: for Score-CAM and Ablation-CAM
 DEFAULT_BATCH_SIZE = 8
