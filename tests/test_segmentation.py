@@ -130,7 +130,7 @@ def test_cli_region_outline_and_record(segmenter, tmp_path, capsys):
     assert "need a classifier" in capsys.readouterr().err
 
 
-def test_cli_mask_is_the_region_of_its_pixels(segmenter, tmp_path, capsys):
+def test_cli_mask_is_the_region_of_its_pixels(segmenter, tiny_model_file, tmp_path, capsys):
     path, photo, box = scene_on_disk(segmenter, tmp_path)
     mask = np.zeros((32, 32), np.uint8)  # half the photo's size, same aspect: stretched over it
     mask[box[1] // 2 : box[3] // 2, box[0] // 2 : box[2] // 2] = 255
@@ -145,6 +145,14 @@ def test_cli_mask_is_the_region_of_its_pixels(segmenter, tmp_path, capsys):
     (record,) = input_records(read_records(tmp_path / "mask" / "manifest.jsonl"))
     assert record["settings"]["mask"] == str(tmp_path / "mask.png") and record["settings"]["mask_file"]
     capsys.readouterr()
+    # a rerun with the same mask file is up to date; a changed mask file redoes the photo
+    assert main([*common, "-o", str(tmp_path / "mask"), "--mask", str(tmp_path / "mask.png")]) == 0
+    assert "every output is up to date" in capsys.readouterr().out
+    mask[:, :] = 0
+    mask[: box[3] // 2, : box[2] // 2] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main([*common, "-o", str(tmp_path / "mask"), "--mask", str(tmp_path / "mask.png")]) == 0
+    assert "1 explained (1 redone" in capsys.readouterr().out
     # a mask of another aspect ratio fails that photo, in one line; a blank mask, or a mask with a box, or on
     # a classifier, is a usage error before anything runs
     Image.fromarray(np.full((32, 48), 255, np.uint8)).save(tmp_path / "wide.png")
@@ -157,6 +165,10 @@ def test_cli_mask_is_the_region_of_its_pixels(segmenter, tmp_path, capsys):
         assert main([*common, "-o", str(tmp_path / "x"), *flags]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["--model", str(tiny_model_file), str(photo), "-o", str(tmp_path / "x"), "--mask",
+                 str(tmp_path / "mask.png")]) == 2
+    assert capsys.readouterr().err.strip() == ("gradcam: error: --mask applies to segmentation models (output "
+                                               "(batch, height, width, classes))")
 
 
 def test_explain_takes_a_box_or_a_mask_as_region(segmenter, tiny_model):
