@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+
 import numpy as np
 
 from .errors import ImageError, UsageError
