@@ -63,15 +63,20 @@ def upsample(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     Returns:
         float32 array of ``shape`` in [0, 1].
     """
+    big = zoom_to(np.asarray(heatmap, dtype=np.float32), shape)
+    return np.clip(big, 0.0, 1.0, out=big)  # in place: no second photo-sized array
+
+
+def zoom_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` resampled to exactly ``shape`` by ``scipy.ndimage.zoom``: order 1, pixel centres aligned
+    (``grid_mode=True``), edges held (``mode="nearest"``); the heatmaps' convention (:func:`upsample`),
+    also used to resample volumes for a model. Same dtype as ``array``."""
     from scipy import ndimage
 
-    heatmap = np.asarray(heatmap, dtype=np.float32)
     shape = tuple(int(n) for n in shape)
-    factors = tuple(big / small for big, small in zip(shape, heatmap.shape))
-    big = ndimage.zoom(heatmap, factors, order=1, mode="nearest", grid_mode=True)
-    if big.shape != shape:  # zoom rounds the output size; fix an off-by-one
-        big = _fit(big, shape)
-    return np.clip(big, 0.0, 1.0, out=big)  # in place: no second photo-sized array
+    factors = tuple(new / old for new, old in zip(shape, array.shape))
+    resized = ndimage.zoom(array, factors, order=1, mode="nearest", grid_mode=True)
+    return resized if resized.shape == shape else _fit(resized, shape)  # zoom rounds the size: an off-by-one
 
 
 def _fit(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from .errors import ImageError, UsageError
+from .heatmap import zoom_to
 from .medical import dicom_size, is_dicom_file, is_nifti_name, nifti_shape, read_dicom, read_nifti
 from .names import IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
 
@@ -466,13 +467,7 @@ def resize_volume(volume: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     pixel centres aligned, as the heatmaps are): float32 (d, h, w, C)."""
     if tuple(volume.shape[:3]) == tuple(size):
         return volume
-    from scipy import ndimage
-
-    factors = tuple(new / old for new, old in zip(size, volume.shape[:3])) + (1.0,)
-    resized = ndimage.zoom(volume, factors, order=1, mode="nearest", grid_mode=True)
-    resized = resized[: size[0], : size[1], : size[2]]
-    pad = tuple((0, n - m) for n, m in zip(size, resized.shape[:3])) + ((0, 0),)
-    return np.pad(resized, pad, mode="edge") if any(p[1] for p in pad) else resized
+    return zoom_to(volume, (*size, volume.shape[3]))
 
 
 def load_mask(path: str | os.PathLike) -> np.ndarray:

@@ -305,9 +305,8 @@ def _grey(volume: np.ndarray) -> np.ndarray:
     return np.rint(scaled * 255).astype(np.uint8)
 
 
-def volume_slices(volume: np.ndarray, heatmap: np.ndarray, count: int = 8) -> list[int]:
-    """The axial slices a montage shows: ``count`` evenly spaced through the depth."""
-    depth = heatmap.shape[0]
+def volume_slices(depth: int, count: int = 8) -> list[int]:
+    """The axial slices a montage shows: ``count`` evenly spaced through the ``depth``."""
     return sorted(set(np.linspace(0, depth - 1, min(count, depth)).round().astype(int).tolist()))
 
 
@@ -317,7 +316,7 @@ def montage(volume: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colorma
     with 2-pixel gaps: uint8 (H, n W + 2 (n - 1), 3)."""
     grey = _grey(volume)
     tiles = []
-    for z in volume_slices(volume, heatmap, count):
+    for z in volume_slices(heatmap.shape[0], count):
         photo = np.repeat(grey[z][..., None], 3, axis=2)
         tiles.append(overlay(photo, heatmap[z], alpha, colormap))
         tiles.append(np.zeros((photo.shape[0], 2, 3), np.uint8))
