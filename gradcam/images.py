@@ -145,13 +145,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
 
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, as the caller asked
-    try:
-        if os.path.getsize(path) == 0:
-            raise ImageError("empty file (0 bytes)")
-    except OSError as exc:
-        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
     if is_dicom_file(path):
-        return _rounded_rgb(read_dicom(path, window, max_pixels)[0])
+        return _rounded_rgb(_dicom_values(path, window, max_pixels))
+    _check_not_empty(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -306,11 +302,27 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     Raises:
         ImageError: as :func:`load_image`.
     """
-    if is_dicom_file(path) and os.path.getsize(path) > 0:  # full depth until the model's input
-        values, _ = read_dicom(path, window, max_pixels)
+    if is_dicom_file(path):  # full depth until the model's input
+        values = _dicom_values(path, window, max_pixels)
         return shrink(_rounded_rgb(values), max_size), resize_values_for_model(values, size)
     photo = load_image(path, max_pixels)
     return shrink(photo, max_size), resize_for_model(photo, size)
+
+
+def _check_not_empty(path: str | os.PathLike) -> None:
+    """Raise ImageError for an empty file, or one that cannot be read at all."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError("empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _dicom_values(path: str | os.PathLike, window: tuple[float, float] | None, max_pixels: int) -> np.ndarray:
+    """A DICOM image's windowed values, float (H, W) or (H, W, 3) in [0, 255] (:func:`read_dicom`),
+    after the same empty-file check as any image."""
+    _check_not_empty(path)
+    return read_dicom(path, window, max_pixels)[0]
 
 
 def _rounded_rgb(values: np.ndarray) -> np.ndarray:

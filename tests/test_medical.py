@@ -111,6 +111,11 @@ def test_dicom_errors_are_one_line(tmp_path):
     broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
     with pytest.raises(ImageError, match="not a readable DICOM file|a DICOM file without an image"):
         load_image(broken)
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    for path, message in ((tmp_path / "empty.dcm", "empty file"), (tmp_path / "gone.dcm", "cannot read the file")):
+        for read in (load_image, lambda p: load_for_model(p, (8, 8))):
+            with pytest.raises(ImageError, match=message):
+                read(path)
     big = tmp_path / "big.dcm"
     write_dicom(big, np.zeros((100, 100), np.uint16))
     with pytest.raises(ImageError, match="image is too large: 100x100 pixels is more than the limit of 5,000"):
