@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
                          window=args.window)
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
-    shard = f"shard {args.shard[0]}/{args.shard[1]}: {planned} of " if args.shard else ""
+    shard = _shard_prefix(args.shard, planned)
     previous = None
     if args.command != "sanity":
         from .pipeline import skip_if_up_to_date
@@ -155,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         items = discover_inputs(args.inputs, args.recursive, explainer.volumetric)
         check_readers([item.path for item in items])
         planned = len(select_shard(items, args.shard))
+        shard = _shard_prefix(args.shard, planned)
     if explainer.head.kind == "output":
         classifier.notes.append("cannot tell whether the model's last layer gives probabilities or scores "
                                 f"({type(explainer.head.layer).__name__}); explaining its output as it is")
@@ -179,6 +180,11 @@ def _run(args: argparse.Namespace) -> int:
     if note:
         print(f"gradcam: note: {note}", file=sys.stderr)
     return _report(summary, output_dir, show_each, args)
+
+
+def _shard_prefix(shard: tuple[int, int] | None, planned: int) -> str:
+    """'shard I/N: P of ' before the count of inputs, for a sharded run; '' otherwise."""
+    return f"shard {shard[0]}/{shard[1]}: {planned} of " if shard else ""
 
 
 def _estimate_cost(explainer, count: int) -> None:

@@ -205,3 +205,25 @@ def test_cli_volume_errors_are_one_line(cube_finder, tmp_path, capsys):
     assert "not volumetric (3-D) ones" in capsys.readouterr().err
     assert main([inputs[-1], "--model", str(model_path), "-o", str(tmp_path / "o4"), "--max-pixels", "100"]) == 1
     assert "volume is too large: 16x16x16 voxels" in capsys.readouterr().out
+
+
+def test_cli_finds_the_volumes_when_the_model_file_does_not_tell_its_input_rank(cube_finder, tmp_path, capsys,
+                                                                               monkeypatch):
+    from PIL import Image
+
+    import gradcam.loading
+    from gradcam.cli import main
+
+    model, volumes, _ = cube_finder
+    model_path = tmp_path / "cube.keras"
+    model.save(model_path)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(2):
+        np.save(folder / f"v{i}.npy", volumes[i][..., 0])
+    Image.new("RGB", (8, 8)).save(folder / "photo.png")
+    monkeypatch.setattr(gradcam.loading, "peek_input_rank", lambda path: None)  # as for an unknown file layout
+    assert main([str(folder), "--model", str(model_path), "-o", str(tmp_path / "out"), "--shard", "0/1"]) == 0
+    out = capsys.readouterr().out
+    assert "gradcam: shard 0/1: 2 of 2 volume(s), model" in out  # counted after the folder is read again
+    assert "2 explained, 0 skipped, 0 failed" in out
