@@ -235,8 +235,8 @@ class _FolderRun:
     # -- stage 4: outputs
     def _render(self, entry: _Decoded, cam: np.ndarray, class_index: int, probability: float, rank: int,
                 region: np.ndarray | None = None) -> None:
-        """Check one map, score it when asked (not a constant one: it ranks no pixel), and queue its
-        outputs for writing."""
+        """Check one map (finite; a segmentation region that is not empty), and queue its outputs for
+        writing (a photo's scored first when asked: :meth:`_submit_photo`)."""
         options, explainer = self.options, self.explainer
         try:
             check_finite(cam)
@@ -254,9 +254,15 @@ class _FolderRun:
             future = self.render_pool.submit(_render_volume_and_identify, self.root, written, entry.photo, cam,
                                              entry.affine, paths, panel_title(values), options.alpha,
                                              options.colormap, options.png_compression)
-            self.rendering.append((entry.item, future, values, entry.photo.nbytes))
-            return
-        overlay_path, npy_path = paths["overlay"], paths["heatmap"]
+        else:
+            future = self._submit_photo(entry, cam, class_index, region, paths, values, written)
+        self.rendering.append((entry.item, future, values, entry.photo.nbytes))
+
+    def _submit_photo(self, entry: _Decoded, cam: np.ndarray, class_index: int, region: np.ndarray | None,
+                      paths: dict[str, Path | None], values: dict, written: list[Path]) -> Future:
+        """A photo's faithfulness scores when asked (added to ``values``; none for a constant map: it ranks
+        no pixel, so it gets no curves either), then its writes queued: the render's Future."""
+        options, explainer = self.options, self.explainer
         curves = None
         if options.evaluate:
             heatmap, constant = heatmap_at(cam, explainer.input_size)
@@ -266,14 +272,13 @@ class _FolderRun:
                 values.update(scores.as_record())
                 if options.plot:
                     curves = (paths["curves"], scores, panel_title(values))
-        if curves is None and "curves" in values:  # a constant map: no scores, so no curves
+        if curves is None and "curves" in values:
             del values["curves"]
             written.remove(paths["curves"])
         title = panel_title(values) if options.panel else None
-        future = self.render_pool.submit(_render_and_identify, self.root, written, entry.photo, cam, overlay_path,
-                                         npy_path, options.alpha, options.colormap, title, curves,
-                                         options.png_compression, region)
-        self.rendering.append((entry.item, future, values, entry.photo.nbytes))
+        return self.render_pool.submit(_render_and_identify, self.root, written, entry.photo, cam, paths["overlay"],
+                                       paths["heatmap"], options.alpha, options.colormap, title, curves,
+                                       options.png_compression, region)
 
     # -- memory: queues bounded in bytes as well as in photos
     def _pending_bytes(self) -> int:
