@@ -99,6 +99,12 @@ def heatmap_at(cam: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, boo
     return upsample(heatmap, shape), is_constant
 
 
+def cell_centres(cells: int, extent: float) -> np.ndarray:
+    """Where the centres of ``cells`` equal cells along an ``extent`` of pixels lie: (i + 1/2) extent /
+    cells, float64 (cells,); the convention of :func:`upsample` and of the regions below."""
+    return (np.arange(cells) + 0.5) * extent / cells
+
+
 def box_region(box: tuple[int, int, int, int], photo_size: tuple[int, int], grid_size: tuple[int, int]) -> np.ndarray:
     """A box (x0, y0, x1, y1) in a photo's pixels as a region on a model's output grid: float32 (h, w),
     1 where the cell's centre, (i + 1/2) H / h, lies inside the box (x0 <= x < x1, y0 <= y < y1).
@@ -109,8 +115,7 @@ def box_region(box: tuple[int, int, int, int], photo_size: tuple[int, int], grid
     """
     x0, y0, x1, y1 = box
     (height, width), (rows, cols) = photo_size, grid_size
-    centre_y = (np.arange(rows) + 0.5) * height / rows
-    centre_x = (np.arange(cols) + 0.5) * width / cols
+    centre_y, centre_x = cell_centres(rows, height), cell_centres(cols, width)
     inside_y = (centre_y >= y0) & (centre_y < y1)
     inside_x = (centre_x >= x0) & (centre_x < x1)
     return (inside_y[:, None] & inside_x[None, :]).astype(np.float32)
@@ -131,8 +136,8 @@ def mask_region(mask: np.ndarray, photo_size: tuple[int, int], grid_size: tuple[
     if abs(mask_height * width - mask_width * height) > MASK_ASPECT_TOLERANCE * mask_width * height:
         raise ImageError(f"the mask ({mask_width}x{mask_height}) does not fit this {width}x{height} photo "
                          "(another aspect ratio)")
-    centre_y = np.minimum(((np.arange(rows) + 0.5) * mask_height / rows).astype(int), mask_height - 1)
-    centre_x = np.minimum(((np.arange(cols) + 0.5) * mask_width / cols).astype(int), mask_width - 1)
+    centre_y = np.minimum(cell_centres(rows, mask_height).astype(int), mask_height - 1)
+    centre_x = np.minimum(cell_centres(cols, mask_width).astype(int), mask_width - 1)
     return np.asarray(mask, bool)[centre_y[:, None], centre_x[None, :]].astype(np.float32)
 
 
