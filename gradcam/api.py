@@ -19,6 +19,7 @@ from .cam import Explainer
 from .classes import find_class
 from .errors import UsageError
 from .heatmap import box_region, check_region, heatmap_at, mask_region
+from .identity import DIGESTS
 from .images import array_to_rgb, load_for_model, load_volume, pil_to_rgb, resize_for_model, resize_volume
 from .loading import Classifier, load_classifier
 from .names import DEFAULT_BATCH_SIZE
@@ -108,8 +109,10 @@ def explainer_for(model: Any, layer: str | None = None, method: str = "gradcam",
     few are kept, so calling :func:`explain` again with the same model builds nothing. ``options``:
     the Explainer's ``eigen_smooth``, ``aug_smooth``, ``max_channels``, ``extra_tokens``, ``batch_size``,
     ``output``."""
-    key_model = os.fspath(model) if isinstance(model, (str, os.PathLike)) else id(model)
-    key = (key_model, layer, method, top_k, weights, preprocess, tuple(sorted(options.items())))
+    # a file is known by its content: a model retrained and saved over the same path is another model
+    key_model = (os.fspath(model), DIGESTS.digest(model)) if isinstance(model, (str, os.PathLike)) else id(model)
+    key = (key_model, layer, method, top_k, weights, DIGESTS.digest(weights), preprocess,
+           tuple(sorted(options.items())))
     cached = _EXPLAINERS.get(key)
     if cached is not None and (not isinstance(key_model, int) or cached[0] is model):
         _EXPLAINERS.move_to_end(key)

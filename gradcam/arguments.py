@@ -219,15 +219,18 @@ def check_model_options(args: argparse.Namespace) -> None:
 
 
 def request_of(args: argparse.Namespace) -> dict:
-    """Everything the command line asked for that shapes the outputs, with the identity (size and
-    modification time) of every file it names and the gradcam version: two runs with equal requests
-    make the same outputs, so a rerun can skip up-to-date outputs without loading the model."""
+    """Everything the command line asked for that shapes the outputs, with the content digest of every
+    file it names and the versions of gradcam, TensorFlow and Keras: two runs with equal requests make
+    the same outputs (from the same inputs), so a rerun can skip up-to-date outputs without loading
+    the model."""
     from . import __version__ as version  # read now: the installed version
-    from .manifest import describe_file
+    from .manifest import describe_file, library_versions
 
-    model = args.model.lower() if args.model.lower() in MODEL_NAMES else args.model
+    builtin = args.model.lower() in MODEL_NAMES
+    model = args.model.lower() if builtin else args.model
     return {
-        "version": version, "model": model, "model_file": describe_file(args.model),
+        "version": version, **library_versions(), "model": model,
+        "model_file": None if builtin else describe_file(args.model),
         "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
         "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
         "output": args.model_output, "region": list(args.region) if args.region else None,

@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from .medical import check_readers
     from .names import MODEL_NAMES
     from .outputs import prepare_output_dir, select_shard
-    from .manifest import trusted_outputs
+    from .manifest import read_trusted
     from .pipeline import RunOptions, check_run_options
 
     # a volumetric (3-D) model reads volumes from folders: told from the model file's configuration
@@ -113,6 +113,9 @@ def _run(args: argparse.Namespace) -> int:
               f"(add --recursive for sub-folders)", file=sys.stderr)
         return EXIT_FAILED
     check_readers([item.path for item in items])  # DICOM and NIfTI need the medical extra: one line
+    # the outputs the folder's manifests vouch for: read once, for the fast path and the run (the digests
+    # they record spare hashing unchanged files again, the request's included)
+    previous = {} if args.overwrite or args.command == "sanity" else read_trusted(output_dir)
     options = RunOptions(output_dir=output_dir, batch_size=args.batch_size, alpha=args.alpha,
                          colormap=args.colormap, save_npy=args.save_npy, overwrite=args.overwrite,
                          class_index=args.class_index, top_k=args.top_k, panel=args.panel,
@@ -123,12 +126,8 @@ def _run(args: argparse.Namespace) -> int:
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
     shard = _shard_prefix(args.shard, planned)
-    previous = None
     if args.command != "sanity":
         from .pipeline import skip_if_up_to_date
-
-        # the outputs the folder's manifests vouch for: read once, for the fast path and the run
-        previous = {} if args.overwrite else trusted_outputs(output_dir)
 
         skipped: list[dict] = []
         summary = skip_if_up_to_date(items, options, skipped.append, previous)

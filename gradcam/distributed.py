@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import OutputError, UsageError
 from .images import InputImage
-from .manifest import ManifestWriter, end_record, manifest_name, start_record, trusted_outputs
+from .manifest import ManifestWriter, end_record, manifest_name, read_trusted, request_files, start_record
 from .outputs import prepare_output_dir, select_shard
 from .pipeline import RunOptions, Summary, new_run_id, write_gallery_safely
 
@@ -50,7 +50,7 @@ class ExplainWorker:
         self.options = RunOptions(**{**run_options, "output_dir": Path(run_options["output_dir"]),
                                      "write_manifest": False, "shard": None})
         # what earlier runs made, read once per actor (not once per call: a folder of millions of records)
-        self.previous = {} if self.options.overwrite else trusted_outputs(self.options.output_dir)
+        self.previous = {} if self.options.overwrite else read_trusted(self.options.output_dir)
 
     def __call__(self, batch: dict) -> dict:
         from .pipeline import run
@@ -117,7 +117,7 @@ def run_on_ray(items: list[InputImage], options: RunOptions, loader: dict, expla
         run_id = new_run_id()  # one id for the run: the driver stamps every actor's records with it
         manifest = ManifestWriter(options.output_dir, manifest_name(options.shard))
         try:
-            manifest.write(start_record(run_id, len(todo), options.shard, __version__))
+            manifest.write(start_record(run_id, len(todo), options.shard, __version__, request_files(options.request)))
             for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
                 records = [dict(json.loads(str(line)), run=run_id) for line in batch["record"]]
                 manifest.write_many(records)

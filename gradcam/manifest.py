@@ -11,8 +11,10 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Iterable
 
 from .errors import OutputError
+from .identity import DIGESTS
 from .names import MANIFEST_NAME, SHARD_MANIFEST_PATTERN
 
 try:
@@ -90,17 +92,27 @@ def latest_records(source: Path) -> list[dict]:
     return list(latest.values())
 
 
-def trusted_outputs(source: Path) -> dict[str, dict]:
+def trusted_outputs(source: Path | list[dict]) -> dict[str, dict]:
     """Overlay path (relative to OUTPUT) -> the newest record that made or kept it ("ok" or
-    "skipped"), in a manifest or a folder's manifests. An overlay whose newest mention is an error
-    record that may have touched it (``touched``) is left out: it must be made again."""
+    "skipped"), in a manifest or a folder's manifests (or in records already read from them). An
+    overlay whose newest mention is an error record that may have touched it (``touched``) is left
+    out: it must be made again."""
     found: dict[str, dict] = {}
-    for record in input_records(read_records(source)):
+    records = source if isinstance(source, list) else read_records(source)
+    for record in input_records(records):
         if record.get("status") in ("ok", "skipped") and record.get("overlay"):
             found[record["overlay"]] = record
         for path in record.get("touched") or ():
             found.pop(path, None)
     return found
+
+
+def read_trusted(output_dir: Path) -> dict[str, dict]:
+    """:func:`trusted_outputs` of an output folder, its manifests read once; the digests their records
+    carry are taught to :data:`~gradcam.identity.DIGESTS` on the way, so unchanged files are not hashed again."""
+    records = read_records(output_dir)
+    DIGESTS.learn_records(records)
+    return trusted_outputs(records)
 
 
 def file_identity(path: Path) -> dict | None:
@@ -124,10 +136,19 @@ def changed_settings(old: dict, new: dict) -> list[str]:
     return [key for key in new if old.get(key) != new[key]] + [key for key in old if key not in new]
 
 
-def start_record(run_id: str, planned: int, shard: tuple[int, int] | None, version: str) -> dict:
-    """The record a run writes before its first input: how many inputs it plans to record."""
+def start_record(run_id: str, planned: int, shard: tuple[int, int] | None, version: str,
+                 named_files: Iterable[str | None] = ()) -> dict:
+    """The record a run writes before its first input: how many inputs it plans to record, and the
+    identities of the files it was given (model, weights, labels, mask: their digests' cache for a rerun)."""
+    files = [identity for identity in (DIGESTS.identity(name) for name in named_files if name) if identity]
     return {"event": "start", "run": run_id, "planned": planned, "shard": list(shard) if shard else None,
-            "version": version}
+            "version": version, "files": files}
+
+
+def request_files(request: dict | None) -> list[str]:
+    """The files a CLI request names and identifies (model, weights, labels, mask)."""
+    return [request[key] for key in ("model", "weights", "labels", "mask")
+            if request and request.get(key) and request.get(f"{key}_file")]
 
 
 def end_record(run_id: str, explained: int, skipped: int, failed: int) -> dict:
@@ -150,16 +171,16 @@ def run_settings(explainer, options) -> dict:
     """Everything that shapes an output file, as recorded in its manifest record: an
     :class:`~gradcam.cam.Explainer` and :class:`~gradcam.pipeline.RunOptions` in, a JSON-ready dict out.
 
-    A rerun skips an output only when these are equal; a model or weights file
-    is identified by its path, size and modification time, class names by a digest, and the
-    gradcam version is included, so that a new release makes its maps again.
+    A rerun skips an output only when these are equal; a model, weights or mask file is identified
+    by its content (a SHA-256 digest), class names by a digest, and the versions of gradcam,
+    TensorFlow and Keras are included, so that a new release makes its maps again.
     """
     from . import __version__
 
     classifier = explainer.classifier
     names = classifier.class_names
     return {
-        "version": __version__,
+        "version": __version__, **library_versions(),
         "model": classifier.name, "model_file": describe_file(classifier.name),
         "weights": classifier.weights, "weights_file": describe_file(classifier.weights),
         "preprocess": classifier.preprocess, "input_size": list(explainer.input_size),
@@ -176,14 +197,25 @@ def run_settings(explainer, options) -> dict:
 
 
 def describe_file(name: str | None) -> str | None:
-    """'SIZE bytes, mtime NS' for an existing file, else None."""
-    if not name:
-        return None
-    try:
-        stat = os.stat(name)
-    except OSError:
-        return None
-    return f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}" if os.path.isfile(name) else None
+    """'sha256:HEX' of an existing file's content (cached: see :mod:`gradcam.identity`), else None."""
+    return DIGESTS.digest(name)
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed TensorFlow and Keras versions, read from their metadata (neither is imported)."""
+    return {"tensorflow": _installed_version("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"),
+            "keras": _installed_version("keras", "keras-nightly")}
+
+
+def _installed_version(*distributions: str) -> str | None:
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 #: the folder's record counter (``seq``), and the lock that serialises every manifest write in it

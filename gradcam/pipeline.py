@@ -39,10 +39,12 @@ from .manifest import (
     files_unchanged,
     manifest_name,
     new_record,
+    read_trusted,
+    request_files,
     run_settings,
     start_record,
-    trusted_outputs,
 )
+from .identity import DIGESTS, same_content
 from .names import DEFAULT_BATCH_SIZE
 from .medical import is_nifti_name, nifti_bytes, to_display
 from .outputs import output_paths, prepare_output_dir, relative_path, select_shard, sibling_path
@@ -102,6 +104,7 @@ class _Decoded:
     model_input: np.ndarray
     affine: np.ndarray | None = None  # a NIfTI volume's voxel-to-millimetre affine (4, 4)
     region: np.ndarray | None = None  # segmentation: --region or --mask on the model's output grid, float32 (h, w)
+    source: dict | None = None  # the input file's identity (gradcam.identity), taken before it was read
 
 
 class _FolderRun:
@@ -127,7 +130,7 @@ class _FolderRun:
         prepare_output_dir(options.output_dir)
         if options.overwrite:
             previous = {}
-        self.previous = trusted_outputs(Path(options.output_dir)) if previous is None else previous
+        self.previous = read_trusted(Path(options.output_dir)) if previous is None else previous
         self.manifest = ManifestWriter(options.output_dir, manifest_name(options.shard)) \
             if options.write_manifest else None
         self.root = Path(options.output_dir).resolve()
@@ -161,16 +164,16 @@ class _FolderRun:
         decision = _resume_decision(item, options, self.root, self.previous, self.settings)
         if decision.skip:
             for k, trusted in enumerate(decision.trusted):
-                self._emit(_skipped_record(item, trusted, self.run_id, k + 1, options.request))
+                self._emit(_skipped_record(item, trusted, self.run_id, k + 1, options.request, decision.source))
             return
         if decision.reasons:
             self.summary.redone += 1
             self.summary.redo_reasons.update(decision.reasons)
         if self.explainer.volumetric:
-            future = self.decode_pool.submit(load_volume_for_model, item.path, self.explainer.input_size,
-                                             self.explainer.channels, options.max_pixels)
+            future = self.decode_pool.submit(_identify_and_read, load_volume_for_model, item.path,
+                                             self.explainer.input_size, self.explainer.channels, options.max_pixels)
         else:
-            future = self.decode_pool.submit(load_for_model, item.path, self.explainer.input_size,
+            future = self.decode_pool.submit(_identify_and_read, load_for_model, item.path, self.explainer.input_size,
                                              options.max_pixels, options.max_size, options.window)
         self.decoding.append((item, future, photo_bytes(item.path)))
         self._take_decoded(2 * self.batch_size)
@@ -182,7 +185,7 @@ class _FolderRun:
         while len(self.decoding) > limit:
             item, future, _ = self.decoding.popleft()
             try:
-                photo, model_input, *affine = future.result()
+                source, (photo, model_input, *affine) = future.result()
                 region = self._region_of(item, photo)
             except ImageError as exc:
                 self._error(item, str(exc))
@@ -193,7 +196,7 @@ class _FolderRun:
             except Exception as exc:  # a reader's own error that no check foresaw: this input fails alone
                 self._error(item, f"cannot read: {first_line(exc)}")
                 continue
-            self.batch.append(_Decoded(item, photo, model_input, affine[0] if affine else None, region))
+            self.batch.append(_Decoded(item, photo, model_input, affine[0] if affine else None, region, source))
             if len(self.batch) == self.batch_size:
                 self._explain(self.batch)
                 self.batch = []
@@ -246,7 +249,7 @@ class _FolderRun:
             return
         paths = _outputs_of(entry.item, options, rank, explainer.volumetric)
         values = dict(self.common, class_index=class_index, class_name=explainer.class_name(class_index),
-                      probability=probability, rank=rank, settings=self.settings,
+                      probability=probability, rank=rank, settings=self.settings, source=entry.source,
                       **{key: relative_path(self.root, path) for key, path in paths.items()
                          if path is not None or key in ("overlay", "heatmap")})
         written = [path for path in paths.values() if path is not None]
@@ -276,7 +279,9 @@ class _FolderRun:
             del values["curves"]
             written.remove(paths["curves"])
         title = panel_title(values) if options.panel else None
-        return self.render_pool.submit(_render_and_identify, self.root, written, entry.photo, cam, paths["overlay"],
+        stale = _stale_outputs(entry.item, options, values["rank"], paths)
+        return self.render_pool.submit(_render_and_identify, self.root, written, stale, entry.photo, cam,
+                                       paths["overlay"],
                                        paths["heatmap"], options.alpha, options.colormap, title, curves,
                                        options.png_compression, region)
 
@@ -374,9 +379,19 @@ def check_run_options(explainer, options: RunOptions) -> None:
             raise UsageError(f"{', '.join(refused)} applies to 2-D images, not to volumes (a 3-D model)")
 
 
-def _render_and_identify(root: Path, written: list[Path], *args) -> tuple[bool, dict]:
-    """:func:`~gradcam.render.render_outputs`, then the identity (size, mtime) of each file written,
-    by its path relative to ``root``: (is_constant, files)."""
+def _stale_outputs(item: InputImage, options: RunOptions, rank: int, paths: dict[str, Path | None]) -> list[Path]:
+    """A photo's optional outputs (.npy heatmap, deletion/insertion curves) that this run does not write:
+    left by an earlier run with other settings, they would no longer belong to the overlay beside them."""
+    npy_path = output_paths(item, options.output_dir, rank, options.top_k)[1]
+    candidates = {"heatmap": npy_path, "curves": sibling_path(paths["overlay"], ".curves.png")}
+    return [path for key, path in candidates.items() if paths[key] is None]
+
+
+def _render_and_identify(root: Path, written: list[Path], stale: list[Path], *args) -> tuple[bool, dict]:
+    """Remove the ``stale`` outputs of an earlier run, :func:`~gradcam.render.render_outputs`, then the
+    identity (size, mtime) of each file written, by its path relative to ``root``: (is_constant, files)."""
+    for path in stale:
+        path.unlink(missing_ok=True)
     zero = render_outputs(*args)
     return zero, {relative_path(root, path): file_identity(path) for path in written}
 
@@ -405,27 +420,36 @@ def write_gallery_safely(output_dir: Path, summary: Summary) -> None:
         summary.gallery_error = f"cannot write the gallery in {output_dir}: {exc.strerror or exc}"
 
 
+def _identify_and_read(read: Callable, path, *args) -> tuple[dict | None, tuple]:
+    """(the input's identity, taken first, ``read(path, *args)``): a file changed while it is read
+    then matches no record, and is explained again by the next run."""
+    return DIGESTS.identity(path), read(path, *args)
+
+
 @dataclass
 class _Resume:
     """What to do with one input: ``skip`` it (its outputs are up to date, ``trusted`` their records,
-    one per rank), else redo it, for ``reasons`` (empty when none of its outputs existed)."""
+    one per rank; ``source`` the input's identity now), else redo it, for ``reasons`` (empty when
+    none of its outputs existed)."""
 
     skip: bool
     trusted: list[dict]
     reasons: list[str]
+    source: dict | None = None
 
 
 def _resume_decision(item: InputImage, options: RunOptions, root: Path, previous: dict[str, dict],
                      settings: dict | None) -> _Resume:
     """Skip an input when every output it needs exists, is as its newest record says (size and
-    modification time) and that record was made with ``settings`` (or, with ``settings`` None,
-    with the same ``options.request``)."""
+    modification time), that record was made from an input of the same content (digest) and with
+    ``settings`` (or, with ``settings`` None, with the same ``options.request``)."""
     ranked = [_outputs_of(item, options, k + 1, is_volume_name(item.path)) for k in range(options.top_k)]
     wanted = [path for paths in ranked for path in paths.values() if path is not None]
     if options.overwrite or not any(path.exists() for path in wanted):
         return _Resume(False, [], [])
     reasons: list[str] = []
     trusted = []
+    source = None
     for paths in ranked:
         record = previous.get(relative_path(root, paths["overlay"]))
         trusted.append(record)
@@ -439,18 +463,24 @@ def _resume_decision(item: InputImage, options: RunOptions, root: Path, previous
             changed = changed_settings(record["settings"], settings)
         if record is not None and not changed and not files_unchanged(root, record.get("files")):
             changed = ["outputs changed since recorded"]
+        if record is not None and not changed:
+            source = source or DIGESTS.identity(item.path)
+            if not same_content(record.get("source"), source):
+                changed = ["input changed" if isinstance(record.get("source"), dict) else "no record of the input"]
         reasons.extend(reason for reason in changed if reason not in reasons)
     if not reasons and not all(path.exists() for path in wanted):
         reasons.append("some outputs missing")
-    return _Resume(not reasons, trusted, reasons)
+    return _Resume(not reasons, trusted, reasons, source)
 
 
-def _skipped_record(item: InputImage, trusted: dict, run_id: str, rank: int, request: dict | None) -> dict:
-    """A "skipped" record that carries the result, settings and file identities of the record it trusts,
-    and this run's ``request`` (its settings equal the trusted record's, so it makes the same outputs)."""
+def _skipped_record(item: InputImage, trusted: dict, run_id: str, rank: int, request: dict | None,
+                    source: dict | None) -> dict:
+    """A "skipped" record that carries the result, settings and output identities of the record it
+    trusts, this run's ``request`` (its settings equal the trusted record's, so it makes the same
+    outputs) and the input's identity now (``source``: same content, perhaps another path or inode)."""
     keep = {key: value for key, value in trusted.items()
             if key not in ("input", "status", "run", "seq", "error", "touched")}
-    return new_record(item.path, "skipped", run_id, **{**keep, "rank": rank, "request": request})
+    return new_record(item.path, "skipped", run_id, **{**keep, "rank": rank, "request": request, "source": source})
 
 
 def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
@@ -466,7 +496,7 @@ def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
         return None
     items = select_shard(items, options.shard)
     root = Path(options.output_dir).resolve()
-    previous = trusted_outputs(root) if previous is None else previous
+    previous = read_trusted(root) if previous is None else previous
     if not previous:
         return None
     run_id = new_run_id()
@@ -475,14 +505,15 @@ def skip_if_up_to_date(items: Iterable[InputImage], options: RunOptions,
         decision = _resume_decision(item, options, root, previous, None)
         if not decision.skip:
             return None
-        records += [_skipped_record(item, trusted, run_id, k + 1, options.request)
+        records += [_skipped_record(item, trusted, run_id, k + 1, options.request, decision.source)
                     for k, trusted in enumerate(decision.trusted)]
     from . import __version__
 
     summary = Summary(total=len(items))
     manifest = ManifestWriter(root, manifest_name(options.shard))
     try:
-        manifest.write_many([start_record(run_id, len(items), options.shard, __version__), *records])
+        manifest.write_many([start_record(run_id, len(items), options.shard, __version__,
+                                          request_files(options.request)), *records])
         for record in records:
             summary.count(record)
             if on_record is not None:
@@ -518,7 +549,9 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions,
         folder_run.run_id = run_id
     try:
         if folder_run.manifest is not None:
-            folder_run.manifest.write(start_record(folder_run.run_id, len(items), options.shard, __version__))
+            classifier = explainer.classifier
+            named = request_files(options.request) or [classifier.name, classifier.weights, options.mask]
+            folder_run.manifest.write(start_record(folder_run.run_id, len(items), options.shard, __version__, named))
         for item in items:
             folder_run.plan(item)
         folder_run.finish()
