@@ -259,8 +259,13 @@ def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32)
 
 
+#: EXIF orientations that turn the stored image a quarter turn: the upright width is the stored height
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(width, height) of an image file from its header alone; None when the header cannot be read."""
+    """(width, height) of an image file as it is shown, upright (its EXIF orientation applied, as
+    :func:`load_image` does), from its header alone; None when the header cannot be read."""
     from PIL import Image
 
     if is_dicom_file(path):
@@ -270,7 +275,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
-                return image.size
+                width, height = image.size
+                turned = _has_orientation(image) and image.getexif().get(0x0112) in _QUARTER_TURNS
+                return (height, width) if turned else (width, height)
     except Exception:
         return None
 
