@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .dicom_voi import apply_window, voi_grey  # noqa: F401  (apply_window: part of this module's API)
 from .errors import ImageError, UsageError
 from .names import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
 
@@ -107,40 +108,22 @@ def parse_window(text: str) -> tuple[float, float]:
     return centre, width
 
 
-def apply_window(values: np.ndarray, centre: float, width: float) -> np.ndarray:
-    """The DICOM linear VOI function (PS3.3 C.11.2.1.2.1) onto 0-255, in float64, not rounded:
-    values at or below c - 1/2 - (w - 1)/2 give 0, values above c - 1/2 + (w - 1)/2 give 255, and
-    in between ((x - (c - 1/2)) / (w - 1) + 1/2) * 255."""
-    values = np.asarray(values, np.float64)
-    if width <= 1:  # the standard's width 1: a threshold at the centre
-        return np.where(values > centre - 0.5, 255.0, 0.0)
-    scaled = ((values - (centre - 0.5)) / (width - 1.0) + 0.5) * 255.0
-    return np.clip(scaled, 0.0, 255.0)
-
-
-def _first(value) -> float | None:
-    """A DICOM value that may hold several (window centre/width): the first, as a float."""
-    if value is None:
-        return None
-    try:
-        return float(value[0]) if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def read_dicom(path: str | os.PathLike, window: tuple[float, float] | None = None,
                max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
     """A single-frame DICOM image at full depth, ready to display and to feed a model.
 
-    Greyscale images go through the modality LUT (rescale slope and intercept) and then the window:
-    ``window`` = (centre, width) if given, else the file's first window, else the image's own range;
-    MONOCHROME1 is inverted. Colour images are scaled to 0-255.
+    Greyscale images go through the modality LUT (rescale slope and intercept, or the file's LUT) and
+    then the VOI transformation (:func:`~gradcam.dicom_voi.voi_grey`): ``window`` = (centre, width) if
+    given (with the file's VOI LUT Function; it overrides the file's VOI LUT too), else the file's VOI
+    LUT, else its first window, else the image's own range without its padding pixels; MONOCHROME1 is
+    inverted. Colour images are scaled to 0-255.
 
     Returns:
         (float64 (H, W) greyscale or (H, W, 3) colour, in [0, 255], not rounded; True if greyscale).
 
     Raises:
-        ImageError: an unreadable or multi-frame file, one without pixels, more than ``max_pixels``, or
+        ImageError: an unreadable or multi-frame file, one without pixels, more than ``max_pixels``, a
+            VOI LUT the file gets wrong, a ``window`` the file's VOI LUT Function does not accept, or
             pydicom is not installed (the message says how to install it).
     """
     pydicom = _file_reader(import_pydicom)
@@ -187,14 +170,7 @@ def _read_dicom(pydicom, path, window, max_pixels) -> tuple[np.ndarray, bool]:
     if pixels.ndim != 2:
         raise ImageError(f"unexpected DICOM pixel layout {pixels.shape}")
     values = np.asarray(pydicom.pixels.apply_modality_lut(pixels, dataset), np.float64)
-    if window is None:
-        centre, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
-        window = (centre, width) if centre is not None and width is not None and width >= 1 else None
-    if window is None:  # the image's own range
-        low, high = float(values.min()), float(values.max())
-        grey = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    else:
-        grey = apply_window(values, *window)
+    grey = voi_grey(values, pixels, dataset, window)
     if photometric == "MONOCHROME1":
         grey = 255.0 - grey
     return grey, True
