@@ -114,6 +114,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     scores.add_argument("--steps", type=int, default=20, metavar="N",
                         help="deletion/insertion steps (default: %(default)s)")
     scores.add_argument("--plot", action="store_true", help="save the deletion/insertion curves as NAME.curves.png")
+    if command == "sanity":
+        sanity = parser.add_argument_group("model randomisation (gradcam sanity)")
+        sanity.add_argument("--draws", type=_at_least_one, default=3, metavar="N",
+                            help="independent random re-initialisations of the cascade, each with its own seeds: "
+                                 "the verdict's confidence interval covers images and draws (default: %(default)s; "
+                                 "each draw costs one explanation of every image per layer with weights)")
+        sanity.add_argument("--seed", type=int, default=0, metavar="S",
+                            help="seed of the random weights and of the bootstrap interval (default: %(default)s)")
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                      help="model inputs per forward pass: photos, or for scorecam/ablationcam the masked or "
@@ -141,6 +149,13 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     if not (x0 < x1 and y0 < y1):
         raise argparse.ArgumentTypeError(f"{text!r}: the box needs x0 < x1 and y0 < y1")
     return x0, y0, x1, y1
+
+
+def _at_least_one(text: str) -> int:
+    """A whole number >= 1 (gradcam sanity --draws); anything else is a usage error."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -202,20 +217,43 @@ def check_options(args: argparse.Namespace) -> None:
     get_colormap(args.colormap)
 
 
+#: the classes of the built-in (ImageNet) models
+IMAGENET_CLASSES = 1000
+
+
 def check_model_options(args: argparse.Namespace) -> None:
-    """What can be checked of --model, --weights, --preprocess, --labels and --top-k without loading
-    the model (and TensorFlow): unknown names, missing or broken files, more ranks than the known classes."""
+    """What can be checked of --model, --weights, --preprocess, --labels, --layer, --class, --class-index
+    and --top-k without loading the model (and TensorFlow): unknown names (layers from the model file's
+    configuration or the built-in model's shipped list), missing or broken files, class indices and
+    ranks past the known classes, class names not among the known ones."""
     from .classes import read_labels
     from .loading import check_model_request
 
     check_model_request(args.model, args.weights, args.preprocess)
+    builtin = args.model.lower() in MODEL_NAMES
     classes = None
     if args.labels is not None:
         classes = len(read_labels(args.labels))
-    elif args.model.lower() in MODEL_NAMES:
-        classes = 1000
+    elif builtin:
+        classes = IMAGENET_CLASSES
     if classes is not None and args.top_k > classes:
         raise UsageError(f"--top-k must be between 1 and the number of classes ({classes}), not {args.top_k}")
+    if builtin and args.class_index is not None and args.class_index >= IMAGENET_CLASSES:
+        raise UsageError(f"class index {args.class_index} is out of range: the model has {IMAGENET_CLASSES} "
+                         f"classes (0-{IMAGENET_CLASSES - 1})")
+    if args.class_name is not None and (builtin or args.labels is not None):
+        from .classes import find_class, imagenet_synonyms
+
+        if args.labels is not None:
+            find_class(args.class_name, read_labels(args.labels))
+        else:
+            synonyms = imagenet_synonyms()
+            find_class(args.class_name, [group[0] for group in synonyms], synonyms)
+    if args.layer is not None:
+        from .model_config import builtin_layer_names, check_layer_name, config_layer_names, read_config
+
+        check_layer_name(args.layer, builtin_layer_names(args.model) if builtin
+                         else config_layer_names(read_config(args.model)))
 
 
 def request_of(args: argparse.Namespace) -> dict:

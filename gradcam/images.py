@@ -143,11 +143,13 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     from PIL import Image, ImageOps
 
+    if is_volume_name(path):
+        raise volume_refused(path)
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, as the caller asked
     if is_dicom_file(path):
         return _rounded_rgb(_dicom_values(path, window, max_pixels))
-    _check_not_empty(path)
+    check_not_empty(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,6 +178,13 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     if rgb.shape[0] * rgb.shape[1] > max_pixels:
         raise ImageError(f"image is too large: more than {max_pixels:,} pixels")
     return rgb
+
+
+def volume_refused(path: str | os.PathLike) -> ImageError:
+    """The error for a volume file given where a 2-D image is read (a 2-D model)."""
+    kind = "a NIfTI volume" if is_nifti_name(path) else "a .npy volume"
+    return ImageError(f"this is {kind}, and this model takes 2-D images: a volume needs a 3-D model "
+                      "(input (batch, depth, height, width, channels))")
 
 
 def _pixels(path) -> str:
@@ -316,7 +325,7 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     return shrink(photo, max_size), resize_for_model(photo, size)
 
 
-def _check_not_empty(path: str | os.PathLike) -> None:
+def check_not_empty(path: str | os.PathLike) -> None:
     """Raise ImageError for an empty file, or one that cannot be read at all."""
     try:
         if os.path.getsize(path) == 0:
@@ -328,7 +337,7 @@ def _check_not_empty(path: str | os.PathLike) -> None:
 def _dicom_values(path: str | os.PathLike, window: tuple[float, float] | None, max_pixels: int) -> np.ndarray:
     """A DICOM image's windowed values, float (H, W) or (H, W, 3) in [0, 255] (:func:`read_dicom`),
     after the same empty-file check as any image."""
-    _check_not_empty(path)
+    check_not_empty(path)
     return read_dicom(path, window, max_pixels)[0]
 
 

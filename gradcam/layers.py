@@ -12,7 +12,7 @@ from typing import Iterator
 
 from ._tf import import_tf
 from .errors import UsageError
-from .names import closest
+from .model_config import unknown_layer_error
 
 _POOLING_OR_IDENTITY = ("Pooling", "Dropout", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
 
@@ -108,7 +108,9 @@ def default_layer(model) -> LayerInfo:
     the last attention layer.
 
     CNNs: the last layer with a spatial output that is not a pooling, dropout or noise layer:
-    VGG19's ``block5_conv4``, ResNet50's ``conv5_block3_out``. Token models (ViT, DeiT): the layer
+    VGG19's ``block5_conv4``, ResNet50's ``conv5_block3_out``; for a segmentation model (a spatial
+    output), never a layer of its output head (:func:`output_head_layers`): a U-Net's last decoder
+    feature map. Token models (ViT, DeiT): the layer
     feeding the last attention layer (the last block's first normalisation, as pytorch-grad-cam's
     ``blocks[-1].norm1``): after the last attention, patch tokens no longer reach the class token,
     so the class score's gradient with respect to them is zero.
@@ -116,17 +118,52 @@ def default_layer(model) -> LayerInfo:
     Raises:
         UsageError: the model has no such layer.
     """
+    head = {id(layer) for layer in output_head_layers(model)}
     candidates = [
         info for info in explainable_layers(model)
-        if not any(word in type(info.layer).__name__ for word in _POOLING_OR_IDENTITY)
+        if not any(word in type(info.layer).__name__ for word in _POOLING_OR_IDENTITY) and id(info.layer) not in head
     ]
     if not candidates:
         raise UsageError("this model has no layer with a spatial (height x width x channels) or token "
-                         "(tokens x channels) output to explain")
+                         "(tokens x channels) output to explain" + (" before its output head (name one with "
+                                                                     "--layer)" if head else ""))
     last = candidates[-1]
     if last.tokens:
         return _attention_input(model, candidates) or last
     return last
+
+
+def output_head_layers(model) -> list:
+    """The layers of the output head of each spatial (segmentation) output of ``model``: the output layer,
+    the weightless one-input layers before it (a separate softmax, an upsampling to the input's size), down to
+    and including the first layer with weights (the 1x1 conv that gives the class scores) or with several
+    inputs. Nested models are followed. Empty for a model without a spatial output."""
+    _, keras = import_tf()
+    head = []
+    for tensor in model.outputs:
+        if len(tensor.shape) not in (4, 5):
+            continue
+        layer = _producer(tensor)
+        while layer is not None:
+            if isinstance(layer, keras.Model):  # the output of a nested model: its own head
+                head.extend(output_head_layers(layer))
+                break
+            head.append(layer)
+            if layer.weights:
+                break
+            layer = _producer(layer.input)  # None for several inputs
+    return head
+
+
+def _producer(tensor):
+    """The layer that gives a symbolic tensor; None for a model input, several inputs, or a layer called
+    more than once."""
+    _, keras = import_tf()
+    try:
+        layer = tensor._keras_history.operation
+        return None if isinstance(layer, keras.layers.InputLayer) else layer
+    except Exception:
+        return None
 
 
 def _attention_input(model, candidates: list[LayerInfo]) -> LayerInfo | None:
@@ -163,10 +200,8 @@ def resolve_layer(model, layer_name: str | None) -> LayerInfo:
     if not matches:
         matches = [info for info in layers if info.name == layer_name]
     if not matches:
-        names = [info.path for info in layers] + [info.name for info in layers if info.depth]
-        close = closest(layer_name, names, cutoff=0.5)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        raise UsageError(f"no layer named {layer_name!r} in the model{hint} (see --list-layers)")
+        raise unknown_layer_error(layer_name, [info.path for info in layers]
+                                  + [info.name for info in layers if info.depth])
     if len(matches) > 1:
         raise UsageError(
             f"layer name {layer_name!r} is ambiguous; name it by path: {', '.join(m.path for m in matches)}"

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 from ._tf import import_tf
 from .classes import imagenet_class_names, imagenet_synonyms, read_labels
 from .errors import UsageError, WeightsError, first_line
+from .model_config import input_rank, read_config
 from . import efficientnet_lite
 from .names import ARCHITECTURES, MODEL_NAMES, PREPROCESS_FAMILIES, Architecture, did_you_mean
 
@@ -230,28 +231,9 @@ def check_model_file(path: Path) -> None:
 
 def peek_input_rank(path: str | Path) -> int | None:
     """The rank of a saved model's first input (4 for image batches, 5 for volume batches) from the
-    file's configuration alone, without TensorFlow: a ``.keras`` zip's config.json or an HDF5 file's
-    model_config; None when it cannot be told (the model is then loaded to find out)."""
-    import json
-    import zipfile
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                config = json.loads(archive.read("config.json"))
-        else:
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("model_config")
-                config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        for layer in config["config"]["layers"]:
-            if layer.get("class_name") == "InputLayer":
-                shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
-                return len(shape)
-    except Exception:  # any other layout: unknown
-        return None
-    return None
+    file's configuration alone, without TensorFlow; None when it cannot be told (the model is then
+    loaded to find out)."""
+    return input_rank(read_config(path))
 
 
 def load_model_file(path: str | Path):

@@ -168,6 +168,11 @@ def test_a_rerun_with_every_output_up_to_date_loads_no_tensorflow(tmp_path, tiny
     (["--model", "vgg19", "--weights", "missing.h5"], "weights file not found: missing.h5"),
     (["--max-channels", "3"], "--max-channels applies to scorecam and ablationcam only"),
     (["--ray-workers", "2"], "--ray-workers applies to runs on Ray only"),
+    (["--model", "vgg19", "--layer", "block5_conv5"], "no layer named 'block5_conv5' in the model; closest: block5_conv4"),
+    (["--model", "efficientnet-lite0", "--layer", "top_activaton"], "no layer named 'top_activaton' in the model; "
+                                                                      "closest: top_activation"),
+    (["--model", "vgg19", "--class", "tabby cta"], "no class named 'tabby cta'; did you mean 'tabby cat'"),
+    (["--model", "vgg19", "--class-index", "1000"], "class index 1000 is out of range: the model has 1000 classes"),
 ])
 def test_errors_that_need_no_model_load_no_tensorflow(tmp_path, args, message):
     photo = write_photo(tmp_path / "p.png")
@@ -176,6 +181,24 @@ def test_errors_that_need_no_model_load_no_tensorflow(tmp_path, args, message):
     result = run_python(code, tmp_path)
     assert "TF False RC 2" in result.stdout, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file (0 bytes)"),
+    (b"not an image at all", "not a readable image (unknown or damaged format)"),
+    (b"\x93NUMPY", "this is a .npy volume, and this model takes 2-D images"),
+])
+def test_a_single_unreadable_input_is_said_before_the_model_loads(tmp_path, content, message):
+    """`gradcam empty.jpg` with the default VGG19: the input's error at once, not a model load (or a weights
+    download) first."""
+    name = "volume.npy" if content.startswith(b"\x93NUMPY") else "photo.jpg"
+    (tmp_path / name).write_bytes(content)
+    code = (f"import sys; from gradcam.cli import main; rc = main({[name, '-o', str(tmp_path / 'o')]!r});"
+            "print('TF', 'tensorflow' in sys.modules, 'RC', rc)")
+    result = run_python(code, tmp_path)
+    assert "TF False RC 1" in result.stdout, result.stderr
+    assert f"failed: {name}: {message}" in result.stderr and "Traceback" not in result.stderr
+    assert "the model was not loaded" in result.stderr
 
 
 def test_top_k_above_the_labels_is_refused_without_a_model(tmp_path, tiny_model_file, capsys):
