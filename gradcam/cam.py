@@ -18,12 +18,12 @@ from .errors import UsageError
 from .graph import (
     ScoreHead,
     build_explainer_model,
-    build_guided_model,
     find_score_head,
     output_view,
     region_scores_and_probabilities,
     scores_and_probabilities,
 )
+from .guided import build_guided_model
 from .heatmap import normalize_maps
 from .layers import LayerInfo, resolve_layer, token_grid, tokens_to_grid
 from .loading import Classifier, model_input_size, preprocess_function

@@ -1,5 +1,6 @@
 """Graph surgery on the caller's model, which is never changed: the explainer graph
-(images -> [layer activations, pre-softmax class scores]) and the guided-backpropagation graph.
+(images -> [layer activations, pre-softmax class scores]); the guided-backpropagation graph is
+built in :mod:`gradcam.guided` with the same helpers.
 
 Both are new Keras graphs that *reuse* the caller's layers and their variables, nothing copied,
 so they follow later changes of the caller's weights; the final softmax/sigmoid layer is called
@@ -243,54 +244,3 @@ def _rebuild(model, inputs, call):
         model, input_tensors=structure, clone_function=lambda layer: layer, call_function=call
     )
     return clone.outputs[0]
-
-
-def build_guided_model(model, head: ScoreHead):
-    """A new Keras model: images -> class scores, in which every ReLU has the guided gradient.
-
-    The scores are taken before the final softmax/sigmoid exactly as in
-    :func:`build_explainer_model` (``head``), so the guided gradient is
-    d y^c / d x of the pre-softmax score, not of the probability. Every ReLU (separate
-    ReLU layers and layers with a built-in ReLU activation) is followed by a
-    :func:`guided_gate`, which makes it a guided ReLU. Other activations are left as
-    they are. The caller's model is not changed; its layers (and weights) are shared.
-    """
-    _, keras = import_tf()
-
-    class GuidedGate(keras.layers.Layer):
-        def call(self, inputs):
-            return guided_gate(inputs)
-
-    def call(layer, *args, **kwargs):
-        if isinstance(layer, keras.Model):
-            return _rebuild(layer, args[0], call)
-        if layer is head.layer and head.kind.startswith("pre-"):
-            return _call_without_activation(layer, *args, **kwargs)
-        activation = getattr(getattr(layer, "activation", None), "__name__", None)
-        is_relu_layer = isinstance(layer, keras.layers.ReLU) and layer.get_config().get("max_value") is None \
-            and not layer.get_config().get("negative_slope")
-        out = layer(*args, **kwargs)
-        if is_relu_layer or activation == "relu":
-            # the layer's own ReLU passes the gradient where its input is positive; the gate
-            # after it, where the incoming gradient is positive: together, the guided ReLU
-            out = GuidedGate()(out)
-        return out
-
-    inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")
-    return keras.Model(inputs, _rebuild(model, inputs, call), name="gradcam_guided")
-
-
-def guided_gate(x):
-    """The identity, whose gradient passes only where the incoming gradient is positive. After a ReLU
-    (whose gradient passes where its input is positive) this makes the guided ReLU of guided
-    backpropagation (Springenberg et al., 2015)."""
-    tf, _ = import_tf()
-
-    @tf.custom_gradient
-    def _gate(inputs):
-        def grad(upstream):
-            return upstream * tf.cast(upstream > 0, upstream.dtype)
-
-        return tf.identity(inputs), grad
-
-    return _gate(x)

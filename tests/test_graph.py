@@ -6,7 +6,8 @@ import pytest
 from conftest import build_tiny_model, keras, nested_and_flat
 
 from gradcam.cam import Explainer
-from gradcam.graph import find_score_head, guided_gate
+from gradcam.graph import find_score_head
+from gradcam.guided import guided_gate
 from gradcam.methods import guided_gradcam_map
 
 
