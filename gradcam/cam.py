@@ -22,6 +22,7 @@ from .graph import (
     output_view,
     region_scores_and_probabilities,
     scores_and_probabilities,
+    segmentation_classes,
 )
 from .guided import build_guided_model
 from .heatmap import normalize_maps
@@ -104,6 +105,8 @@ class Explainer:
         self.regression = self.head.kind == "value"
         self._binary = score_shape[-1] == 1 and not self.regression and not self.segmentation
         self.num_classes: int = 2 if self._binary else int(score_shape[-1])
+        if self.segmentation:  # one channel: background (0) and foreground (1)
+            self.num_classes = segmentation_classes(self.head, int(score_shape[-1]))
         self._preprocess = preprocess_function(preprocess or model.preprocess)
         self._deletion_baseline: np.ndarray | None = None
         self._scorecam_step = self._ablation_step = None  # compiled when first needed
@@ -190,12 +193,13 @@ class Explainer:
         with tf.GradientTape(watch_accessed_variables=False, persistent=self.top_k > 1) as tape:
             tape.watch(images)  # so frozen (non-trainable) models are recorded too
             activations, raw = self._explainer(self._preprocess(images), training=False)
-            scores, probabilities = self._scores_and_probabilities(raw)
-            chosen = self._choose(probabilities, classes)
             if self.segmentation:  # each rank's region (B, K, h, w)
-                masks = region_scores_and_probabilities(raw, self.head, self._regions)[2]
+                scores, probabilities, masks, ranking = region_scores_and_probabilities(raw, self.head, self._regions)
+                chosen = self._choose(ranking, classes)
                 regions = tf.transpose(tf.gather(masks, chosen, axis=3, batch_dims=1), (0, 3, 1, 2))
             else:
+                scores, probabilities = self._scores_and_probabilities(raw)
+                chosen = self._choose(probabilities, classes)
                 regions = tf.zeros((tf.shape(images)[0], self.top_k, 0, 0))
             picked = [tf.gather(scores, chosen[:, k], axis=1, batch_dims=1) for k in range(self.top_k)]
         grid = self._grid(activations)

@@ -146,32 +146,66 @@ def _pre_activation_class():
     return _PRE_ACTIVATION[0]
 
 
+def segmentation_classes(head: ScoreHead, channels: int) -> int:
+    """The classes of a segmentation model with ``channels`` output channels: 2 for one channel that is
+    not a value (a binary segmenter: class 0 the background, class 1 the foreground), else ``channels``."""
+    return 2 if channels == 1 and head.kind != "value" else channels
+
+
 def region_scores_and_probabilities(raw, head: ScoreHead, regions):
     """A segmentation model's class scores over a region (pytorch-grad-cam's SemanticSegmentationTarget).
+
+    Each class c has per-pixel scores and probabilities, and its own pixels: a softmax (or unknown)
+    output's argmax; several sigmoid channels: each channel's pixels of probability > 0.5 (logit > 0);
+    one channel (a binary segmenter; a one-channel "softmax" is taken as a sigmoid): class 1 the
+    pixels of logit > 0 (probability > 0.5), scored by the logit, class 0 the others, scored by the
+    negated logit (as for binary classifiers). A one-channel value (regression) is its one class.
 
     Args:
         raw: (B, h, w, C) per-pixel scores (before the softmax/sigmoid when ``head`` says so).
         regions: (B, h, w): 1 inside the region and 0 outside; where an image's first value is
-            negative, each class's region is its own pixels (those the model assigns to it).
+            negative, each class's region is its own pixels.
 
-    Returns:
-        scores (B, C): the sum of class c's pixel scores over its region; probabilities (B, C): class
-        c's mean pixel probability over it (0 for an empty region); masks (B, h, w, C) the regions.
+    Returns, with K = :func:`segmentation_classes`: scores (B, K): the sum of class c's pixel scores
+    over its region; probabilities (B, K): class c's mean pixel probability over it (0 for an empty
+    region); masks (B, h, w, K): the regions; ranking (B, K): the order of the most likely classes
+    (their probabilities; with their own pixels, a binary segmenter's foreground first when it has any).
     """
     tf, _ = import_tf()
     raw = tf.cast(raw, tf.float32)
-    if head.activation == "softmax":
-        probabilities = tf.nn.softmax(raw, axis=-1)
-    elif head.activation == "sigmoid":
-        probabilities = tf.sigmoid(raw)
+    channels = int(raw.shape[-1])
+    own_regions = regions[:, :1, :1, None] < 0  # (B, 1, 1, 1)
+    binary = channels == 1 and segmentation_classes(head, channels) == 2
+    if binary:
+        if head.activation == "none":  # probabilities already: class 0 is 1 - p, as for binary classifiers
+            probability, positive, negative = raw, raw > 0.5, 1.0 - raw
+        else:
+            probability, positive, negative = tf.sigmoid(raw), raw > 0, -raw
+        pixel_scores = tf.concat([negative, raw], axis=-1)
+        probabilities = tf.concat([1.0 - probability, probability], axis=-1)
+        own = tf.cast(tf.concat([~positive, positive], axis=-1), tf.float32)
     else:
-        probabilities = raw
-    own = tf.one_hot(tf.argmax(probabilities, axis=-1), tf.shape(raw)[-1], dtype=tf.float32)
-    given = tf.broadcast_to(tf.cast(regions, tf.float32)[..., None], tf.shape(raw))
-    masks = tf.where(regions[:, :1, :1, None] >= 0, given, own)
-    scores = tf.reduce_sum(raw * masks, axis=(1, 2))
-    mean = tf.math.divide_no_nan(tf.reduce_sum(probabilities * masks, axis=(1, 2)), tf.reduce_sum(masks, axis=(1, 2)))
-    return scores, mean, masks
+        pixel_scores = raw
+        if head.activation == "softmax":
+            probabilities = tf.nn.softmax(raw, axis=-1)
+        elif head.activation == "sigmoid":
+            probabilities = tf.sigmoid(raw)
+        else:
+            probabilities = raw
+        if head.activation == "sigmoid":  # multi-label: each channel its own pixels
+            own = tf.cast(raw > 0, tf.float32)
+        else:
+            own = tf.one_hot(tf.argmax(probabilities, axis=-1), channels, dtype=tf.float32)
+    given = tf.broadcast_to(tf.cast(regions, tf.float32)[..., None], tf.shape(own))
+    masks = tf.where(own_regions, own, given)
+    scores = tf.reduce_sum(pixel_scores * masks, axis=(1, 2))
+    area = tf.reduce_sum(masks, axis=(1, 2))
+    mean = tf.math.divide_no_nan(tf.reduce_sum(probabilities * masks, axis=(1, 2)), area)
+    ranking = mean
+    if binary:  # own pixels: the foreground when there is any, else background
+        present = tf.cast(area > 0, tf.float32) * tf.constant([1.0, 2.0])
+        ranking = tf.where(own_regions[:, 0, 0], present, mean)
+    return scores, mean, masks, ranking
 
 
 def _call_without_activation(layer, *args, **kwargs):

@@ -63,3 +63,51 @@ def test_vit_layers_listed_with_tokens_and_default():
     assert default_layer(model).path == "block2_norm1"
     with pytest.raises(UsageError, match="token layer"):
         resolve_layer(model, "class_token")
+
+
+def small_unet(classes: int = 3, separate_activation: bool = True, upsample_logits: bool = False):
+    """A U-Net-like model: conv, pool, conv, upsample, concatenate, conv 'decoder_conv' + ReLU 'decoder_relu',
+    then the head: a 1x1 conv 'logits' (softmax inside it, or a separate Activation 'seg'), optionally at half
+    size and upsampled."""
+    k = keras()
+    inputs = k.Input((32, 32, 3))
+    skip = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="encoder_conv")(inputs)
+    x = k.layers.MaxPooling2D(name="pool")(skip)
+    x = k.layers.Conv2D(16, 3, padding="same", activation="relu", name="bottleneck")(x)
+    x = k.layers.UpSampling2D(name="up")(x)
+    x = k.layers.Concatenate(name="concat")([x, skip])
+    x = k.layers.Conv2D(8, 3, padding="same", name="decoder_conv")(x)
+    x = k.layers.ReLU(name="decoder_relu")(x)
+    if upsample_logits:
+        x = k.layers.AveragePooling2D(2, name="down")(x)
+    if separate_activation:
+        x = k.layers.Conv2D(classes, 1, name="logits")(x)
+        if upsample_logits:
+            x = k.layers.UpSampling2D(interpolation="bilinear", name="upsample_logits")(x)
+        x = k.layers.Activation("softmax", name="seg")(x)
+    else:
+        x = k.layers.Conv2D(classes, 1, activation="softmax", name="seg")(x)
+    return k.Model(inputs, x, name="unet")
+
+
+@pytest.mark.parametrize("separate, upsample", [(True, False), (False, False), (True, True)])
+def test_segmentation_default_layer_is_the_last_feature_map_before_the_head(separate, upsample):
+    """Never the output layer nor the head's 1x1 conv (nor a resize between them): the decoder's last map."""
+    model = small_unet(separate_activation=separate, upsample_logits=upsample)
+    expected = "decoder_relu"  # with the pooling before a coarse head: pooling is never the default either
+    assert default_layer(model).path == expected
+    marked = [line for line in describe_layers(model) if "<- default" in line]
+    assert len(marked) == 1 and marked[0].startswith(expected)
+    explainer = Explainer(model)
+    assert explainer.layer_name == expected and explainer.segmentation
+    nested = keras().Sequential([keras().Input((32, 32, 3)), model])
+    assert default_layer(nested).path == f"unet/{expected}"
+
+
+def test_a_model_that_is_only_a_head_has_no_default_layer():
+    k = keras()
+    inputs = k.Input((16, 16, 3))
+    model = k.Model(inputs, k.layers.Conv2D(2, 1, activation="softmax", name="seg")(inputs))
+    with pytest.raises(UsageError, match="before its output head"):
+        default_layer(model)
+    assert resolve_layer(model, "seg").name == "seg"  # still explainable by name
