@@ -156,8 +156,8 @@ def test_region_scores_by_hand():
     for head in (ScoreHead(None, (), "pre-sigmoid", "sigmoid"), ScoreHead(None, (), "logits", "softmax")):
         scores, probabilities, masks, ranking = (t.numpy() for t in region_scores_and_probabilities(raw, head, own))
         np.testing.assert_allclose(scores, [[1.0 + 0.0, 2.0 + 3.0]])  # background: -(-1) - 0; foreground: 2 + 3
-        np.testing.assert_allclose(probabilities, [[(1 - _sigmoid(-1.0) + 0.5) / 2, (_sigmoid(2.0) + _sigmoid(3.0)) / 2]],
-                                   rtol=1e-6)
+        expected = [[(1 - _sigmoid(-1.0) + 0.5) / 2, (_sigmoid(2.0) + _sigmoid(3.0)) / 2]]
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
         np.testing.assert_array_equal(masks[0, ..., 1], [[1, 0], [0, 1]])  # logit 0 (p = 0.5) is background
         np.testing.assert_array_equal(masks[0, ..., 0], [[0, 1], [1, 0]])
         assert ranking[0].argmax() == 1
@@ -166,8 +166,8 @@ def test_region_scores_by_hand():
     np.testing.assert_allclose(scores.numpy(), [[0.8 + 0.5, 0.9 + 0.7]], rtol=1e-6)
     np.testing.assert_allclose(probabilities.numpy(), [[0.65, 0.8]], rtol=1e-6)
     two = tf.constant([[[[2.0, 1.0], [-1.0, 0.5]], [[1.0, -2.0], [-3.0, -1.0]]]])
-    scores, probabilities, masks, _ = region_scores_and_probabilities(two, ScoreHead(None, (), "pre-sigmoid", "sigmoid"),
-                                                                      own)
+    multi_label = ScoreHead(None, (), "pre-sigmoid", "sigmoid")
+    scores, probabilities, masks, _ = region_scores_and_probabilities(two, multi_label, own)
     np.testing.assert_array_equal(masks.numpy()[0, ..., 0], [[1, 0], [1, 0]])
     np.testing.assert_array_equal(masks.numpy()[0, ..., 1], [[1, 1], [0, 0]])  # overlaps channel 0: not argmax
     np.testing.assert_allclose(scores.numpy(), [[3.0, 1.5]])
