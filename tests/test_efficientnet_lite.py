@@ -80,6 +80,25 @@ def test_state_dict_reader_equals_the_package_file_layout(lite0):
     np.testing.assert_array_equal(kernel[:, :, 5, 0], state["_blocks.1._depthwise_conv.weight"][5, 0])
 
 
+def test_the_expected_state_dict_shapes_are_the_keras_models_in_pytorch_layout(lite0):
+    """Each PyTorch shape, laid out as Keras lays it out ((out, in, kh, kw) -> (kh, kw, in, out), depthwise
+    (C, 1, k, k) -> (k, k, C, 1), dense transposed), is the Keras layer's weight: 4,694,024 numbers in all."""
+    from gradcam.efficientnet_lite import state_dict_shapes
+
+    shapes = state_dict_shapes()
+    assert sum(int(np.prod(shape)) for shape in shapes.values()) == lite0.model.count_params() == 4_694_024
+    model = lite0.model
+    assert shapes["_conv_stem.weight"] == (32, 3, 3, 3)
+    assert tuple(model.get_layer("stem_conv").weights[0].shape) == (3, 3, 3, 32)
+    for number in range(16):
+        keras = tuple(model.get_layer(f"block{number}_dwconv").weights[0].shape)  # (k, k, C, 1)
+        assert shapes[f"_blocks.{number}._depthwise_conv.weight"] == (keras[2], 1, keras[0], keras[1])
+        keras = tuple(model.get_layer(f"block{number}_project_conv").weights[0].shape)  # (1, 1, in, out)
+        assert shapes[f"_blocks.{number}._project_conv.weight"] == (keras[3], keras[2], 1, 1)
+        assert shapes[f"_blocks.{number}._bn2.running_var"] == (keras[3],)
+    assert shapes["_fc.weight"] == tuple(model.get_layer("predictions").weights[0].shape)[::-1]
+
+
 class _Evil:
     def __reduce__(self):
         import os
@@ -107,7 +126,7 @@ def test_zip_format_state_dicts_are_read_too(tmp_path, monkeypatch):
     import types
     import zipfile
 
-    from gradcam.efficientnet_lite import read_torch_state_dict
+    from gradcam.torch_state_dict import read_state_dict
 
     torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
     storage_type = type("FloatStorage", (), {"__module__": "torch"})
@@ -139,7 +158,7 @@ def test_zip_format_state_dicts_are_read_too(tmp_path, monkeypatch):
         archive.writestr("archive/data.pkl", buffer.getvalue())
         archive.writestr("archive/data/0", values.tobytes())
     monkeypatch.undo()
-    state = read_torch_state_dict(path)
+    state = read_state_dict(path)
     # offset 1, size (2, 2), stride (1, 2): [[1, 3], [2, 4]]
     np.testing.assert_array_equal(state["w"], np.array([[1, 3], [2, 4]], np.float32))
 
