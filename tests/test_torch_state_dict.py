@@ -183,8 +183,10 @@ def test_the_command_line_refuses_a_legacy_file_that_runs_code_in_one_line(tmp_p
 def test_a_truncated_zip_is_read_as_a_zip_and_refused(tmp_path):
     content = zipped(state(tensor("_fc.bias", "0", 1000, 0, (1000,), (1,), legacy=False)), {"0": floats(1000)})
     for cut in (len(content) // 2, len(content) - 10, 4):
-        with pytest.raises(WeightsError, match="zip"):
-            lite0(write(tmp_path, content[:cut]))
+        path = write(tmp_path, content[:cut])
+        with pytest.raises(WeightsError) as error:
+            lite0(path)
+        assert "a zip archive without its end record" in str(error.value).replace(str(path), "")
 
 
 #: hostile files through the Lite0 reader (the same call on the old code): run in a child process limited to
