@@ -180,6 +180,17 @@ def test_the_command_line_refuses_a_legacy_file_that_runs_code_in_one_line(tmp_p
     assert len(err.splitlines()) == 1 and "refused to load" in err and str(path) in err, err
 
 
+def test_the_python_api_refuses_a_legacy_file_whose_first_pickle_runs_code(tmp_path):
+    import gradcam
+
+    marker = tmp_path / "ran"
+    content = legacy(state(tensor("_fc.bias", "0", 1000, 0, (1000,), (1,))), {"0": floats(1000)},
+                     magic=pickle.dumps(_Touch(marker), 2))
+    with pytest.raises(WeightsError, match="refused to load (posix|os|nt).system"):
+        gradcam.explain("efficientnet-lite0", str(SAMPLES / "cat.jpg"), weights=str(write(tmp_path, content, "e.pth")))
+    assert not marker.exists()
+
+
 def test_a_truncated_zip_is_read_as_a_zip_and_refused(tmp_path):
     content = zipped(state(tensor("_fc.bias", "0", 1000, 0, (1000,), (1,), legacy=False)), {"0": floats(1000)})
     for cut in (len(content) // 2, len(content) - 10, 4):
@@ -265,6 +276,27 @@ def test_zip_members_must_hold_exactly_their_storage_and_are_not_inflated_past_i
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert peak < 4 << 20, peak
+
+
+def _naming(key: str) -> bytes:
+    """A zip state pickle of one tensor of 4 floats in storage ``key``."""
+    return state(tensor("w", key, 4, 0, (4,), (1,), legacy=False))
+
+
+@pytest.mark.parametrize("members, match", [
+    ({"a/data.pkl": _naming("0"), "b/data.pkl": _naming("0")}, "with 2 ARCHIVE/data.pkl"),
+    ({"data.pkl": _naming("0"), "a/b/data.pkl": _naming("0")}, "with 0 ARCHIVE/data.pkl"),
+    ({"archive/data.pkl": _naming("../0")}, "a storage with a bad type, key"),
+    ({"archive/data.pkl": _naming("0"), "archive/byteorder": b"big"}, "saved big-endian"),
+    ({"archive/data.pkl": _naming("0"), "archive/data/0": floats(4)[:15]}, "holds 15 bytes, not 16"),
+])
+def test_zip_layouts_other_than_torchs_are_refused(tmp_path, members, match):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in {"archive/data/0": floats(4), **members}.items():
+            archive.writestr(name, content)
+    with pytest.raises(WeightsError, match=match):
+        read(write(tmp_path, buffer.getvalue()))
 
 
 def test_a_zip_with_a_huge_central_directory_is_refused_before_it_is_read(tmp_path):
