@@ -133,7 +133,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                           "into OUTPUT/manifest.shard-I-of-N.jsonl: for job arrays (see 'gradcam status')")
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                      help="run on a Ray cluster with Ray Data: ADDRESS, else RAY_ADDRESS, else a local Ray "
-                          "started for the run (needs: pip install \"gradcam[ray]\")")
+                          "started for the run (needs Ray: pip install \"ray[data]\")")
     run.add_argument("--ray-workers", type=int, default=None, metavar="N",
                      help="with --ray: actors, each holding one explainer (default: one per GPU, else 1)")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")

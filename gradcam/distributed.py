@@ -1,7 +1,7 @@
 """The folder run on a Ray cluster with Ray Data: one explainer per actor, outputs written by the
 actors into the shared output folder, the manifest and the gallery by the driver.
 
-Ray is an optional extra (``pip install "gradcam[ray]"``); nothing here imports it until a run.
+Ray is an optional extra (``pip install ".[ray]"`` from a checkout); nothing here imports it until a run.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise UsageError('--ray needs Ray: pip install "gradcam[ray]"') from None
+        raise UsageError('--ray needs Ray: pip install "ray[data]"') from None
     return ray
 
 

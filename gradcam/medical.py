@@ -1,4 +1,4 @@
-"""The medical formats, read and written through optional extras (``pip install "gradcam[medical]"``):
+"""The medical formats, read and written through optional extras (``pip install ".[medical]"`` from a checkout, or the packages themselves):
 DICOM images (pydicom) with their window, NIfTI volumes (nibabel) with their affine, and the
 orientation in which a NIfTI volume is drawn. Neither library is imported until a file needs it.
 """
@@ -15,7 +15,7 @@ from .errors import ImageError, UsageError
 from .names import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, VOLUME_EXTENSIONS
 
 #: what to install when pydicom or nibabel is missing
-MEDICAL_EXTRA = 'pip install "gradcam[medical]"'
+MEDICAL_EXTRA = 'pip install nibabel "pydicom>=3"'
 
 #: the display order of a NIfTI volume's axes (nibabel axis codes): slices from the top of the head
 #: down (I), rows from the front (P: anterior at the top), columns to the patient's left (L: the

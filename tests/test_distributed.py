@@ -73,7 +73,7 @@ def test_missing_ray_is_one_clear_line(tmp_path, tiny_model_file, capsys, monkey
     photo = write_photo(tmp_path / "p.png")
     assert main(["--model", str(tiny_model_file), str(photo), "-o", str(tmp_path / "o"), "--ray"]) == 2
     err = capsys.readouterr().err
-    assert 'pip install "gradcam[ray]"' in err and "Traceback" not in err
+    assert 'pip install "ray[data]"' in err and "Traceback" not in err
 
 
 def test_ray_explains_volumes_as_a_local_run_does(tmp_path, local_ray, capsys):

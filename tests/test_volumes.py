@@ -227,3 +227,18 @@ def test_cli_finds_the_volumes_when_the_model_file_does_not_tell_its_input_rank(
     out = capsys.readouterr().out
     assert "gradcam: shard 0/1: 2 of 2 volume(s), model" in out  # counted after the folder is read again
     assert "2 explained, 0 skipped, 0 failed" in out
+
+
+def test_the_readmes_volume_demo_runs(tmp_path, monkeypatch, capsys):
+    """examples/volume_demo.py, then the README's command on what it wrote."""
+    import runpy
+    from pathlib import Path
+
+    from gradcam.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "volume_demo.py"))
+    assert main(["volumes/", "--model", "demo_3d.keras", "-o", "gradcam_output/volumes"]) == 0
+    heatmap = np.load(tmp_path / "gradcam_output" / "volumes" / "ball.npy.npy")
+    assert heatmap.shape == (48, 64, 64) and np.isfinite(heatmap).all()
+    assert (tmp_path / "gradcam_output" / "volumes" / "ball.npy.planes.png").is_file()
