@@ -43,7 +43,9 @@ def test_a_saved_models_configuration_names_the_layers_the_search_accepts(tmp_pa
 
 @pytest.mark.parametrize("name", ["vgg19", "efficientnet-lite0", "mobilenetv2"])
 def test_the_shipped_layer_lists_are_the_built_models_layers(name):
+    """As a fresh process builds it (the CLI's): Keras numbers auto-named layers per session."""
     k = keras()
+    k.backend.clear_session()
     if name == "efficientnet-lite0":
         from gradcam.efficientnet_lite import build_model
 
