@@ -9,24 +9,22 @@ or model is first used.
 """
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+from . import _moved
+from ._version import __version__
 
-try:
-    __version__ = _metadata.version("gradcam")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+_moved.install()  # gradcam.cam and the other paths of 0.3 still import, with a DeprecationWarning
 
 #: public name -> the module that defines it (imported on first use).
 _LAZY = {
     "explain": "api", "Explanation": "api",
-    "run": "pipeline", "RunOptions": "pipeline", "Summary": "status",
-    "faithfulness_scores": "faithfulness", "Faithfulness": "faithfulness",
-    "sanity_check": "sanity", "cascading_randomization": "sanity", "SanityReport": "sanity",
-    "Explainer": "cam", "BatchResult": "results", "METHODS": "methods",
-    "load_classifier": "loading", "Classifier": "loading", "ARCHITECTURES": "names",
-    "load_image": "images", "discover_inputs": "images",
-    "normalize": "heatmap", "upsample": "heatmap",
-    "overlay": "render", "colorize": "render",
+    "run": "api", "RunOptions": "runs.pipeline", "Summary": "runs.status",
+    "faithfulness_scores": "metrics.faithfulness", "Faithfulness": "metrics.faithfulness",
+    "sanity_check": "metrics.sanity", "cascading_randomization": "metrics.sanity", "SanityReport": "metrics.sanity",
+    "Explainer": "explainers.explainer", "BatchResult": "explainers.results", "METHODS": "explainers.methods",
+    "load_classifier": "models.loading", "Classifier": "models.loading", "ARCHITECTURES": "names",
+    "load_image": "inputs.images", "discover_inputs": "inputs.discovery",
+    "normalize": "explainers.heatmap", "upsample": "explainers.heatmap",
+    "overlay": "outputs.render", "colorize": "outputs.render",
     "GradcamError": "errors", "UsageError": "errors", "ImageError": "errors", "HeatmapError": "errors",
 }
 

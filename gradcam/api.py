@@ -15,16 +15,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .cam import Explainer
-from .classes import find_class
 from .errors import UsageError
-from .heatmap import box_region, check_region, heatmap_at, mask_region
-from .identity import DIGESTS
-from .images import array_to_rgb, load_for_model, load_volume, pil_to_rgb, resize_for_model, resize_volume
-from .loading import Classifier, load_classifier
+from .explainers.explainer import Explainer
+from .explainers.heatmap import box_region, check_region, heatmap_at, mask_region
+from .inputs.identity import DIGESTS
+from .inputs.arrays import array_to_rgb
+from .inputs.images import load_for_model, pil_to_rgb, resize_for_model
+from .inputs.volumes import load_volume, resize_volume
+from .metrics.faithfulness import faithfulness_scores
+from .models.classes import find_class
+from .models.loading import Classifier, load_classifier
 from .names import DEFAULT_BATCH_SIZE
-from .render import overlay as blend
-from .render import montage, panel, panel_title, planes_figure
+from .outputs.render import montage, panel, panel_title, planes_figure
+from .outputs.render import overlay as blend
+from .runs.pipeline import RunOptions, Summary
+from .runs.pipeline import run as run_folder
 
 
 @dataclass
@@ -252,3 +257,16 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
                                           k + 1, constant))
             results.append(ranked[0] if top_k == 1 else Explanations(ranked))
     return results[0] if single else Explanations(results)
+
+
+def scorer_for(options: RunOptions):
+    """The faithfulness scorer (:func:`~gradcam.metrics.faithfulness.faithfulness_scores`) when
+    ``options.evaluate`` asks for scores, else None."""
+    return faithfulness_scores if options.evaluate else None
+
+
+def run(explainer: Explainer, items, options: RunOptions, on_record=None, previous: dict | None = None,
+        run_id: str | None = None) -> Summary:
+    """Explain every input of a folder run, writing outputs and manifest lines as they finish
+    (:func:`gradcam.runs.pipeline.run`), scored for faithfulness when ``options.evaluate`` asks."""
+    return run_folder(explainer, items, options, on_record, previous, run_id, scorer_for(options))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 
-from . import __version__
+from ._version import __version__
 from .errors import UsageError
-from .images import DEFAULT_MAX_PIXELS
-from .medical import parse_window
+from .inputs.images import DEFAULT_MAX_PIXELS
+from .inputs.medical import parse_window
 from .names import (
     DEFAULT_BATCH_SIZE,
     IMAGE_EXTENSIONS,
@@ -211,9 +211,9 @@ def check_options(args: argparse.Namespace) -> None:
     if args.mask is not None and args.region is not None:
         raise UsageError("give either --region or --mask, not both")
     if args.mask is not None:
-        from .images import load_mask
+        from .inputs.masks import load_mask
         load_mask(args.mask)  # readable, not empty
-    from .render import get_colormap
+    from .outputs.render import get_colormap
     get_colormap(args.colormap)
 
 
@@ -226,8 +226,8 @@ def check_model_options(args: argparse.Namespace) -> None:
     and --top-k without loading the model (and TensorFlow): unknown names (layers from the model file's
     configuration or the built-in model's shipped list), missing or broken files, class indices and
     ranks past the known classes, class names not among the known ones."""
-    from .classes import read_labels
-    from .loading import check_model_request
+    from .models.classes import read_labels
+    from .models.loading import check_model_request
 
     check_model_request(args.model, args.weights, args.preprocess)
     builtin = args.model.lower() in MODEL_NAMES
@@ -242,7 +242,7 @@ def check_model_options(args: argparse.Namespace) -> None:
         raise UsageError(f"class index {args.class_index} is out of range: the model has {IMAGENET_CLASSES} "
                          f"classes (0-{IMAGENET_CLASSES - 1})")
     if args.class_name is not None and (builtin or args.labels is not None):
-        from .classes import find_class, imagenet_synonyms
+        from .models.classes import find_class, imagenet_synonyms
 
         if args.labels is not None:
             find_class(args.class_name, read_labels(args.labels))
@@ -250,7 +250,7 @@ def check_model_options(args: argparse.Namespace) -> None:
             synonyms = imagenet_synonyms()
             find_class(args.class_name, [group[0] for group in synonyms], synonyms)
     if args.layer is not None:
-        from .model_config import builtin_layer_names, check_layer_name, config_layer_names, read_config
+        from .models.model_config import builtin_layer_names, check_layer_name, config_layer_names, read_config
 
         check_layer_name(args.layer, builtin_layer_names(args.model) if builtin
                          else config_layer_names(read_config(args.model)))
@@ -261,8 +261,8 @@ def request_of(args: argparse.Namespace) -> dict:
     file it names and the versions of gradcam, TensorFlow and Keras: two runs with equal requests make
     the same outputs (from the same inputs), so a rerun can skip up-to-date outputs without loading
     the model."""
-    from . import __version__ as version  # read now: the installed version
-    from .manifest import describe_file, library_versions
+    from ._version import __version__ as version  # read now: the installed version
+    from .outputs.manifest import describe_file, library_versions
 
     builtin = args.model.lower() in MODEL_NAMES
     model = args.model.lower() if builtin else args.model

@@ -31,7 +31,7 @@ def status_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    from .status import folder_status
+    from .runs.status import folder_status
 
     if not Path(args.output).is_dir():
         print(f"gradcam: error: no such folder: {args.output}", file=sys.stderr)
@@ -80,9 +80,9 @@ def _terminate(signum, frame):
 
 def _run(args: argparse.Namespace) -> int:
     from .arguments import check_model_options, request_of
-    from .cam import SignedActivationsWarning
-    from .layers import describe_layers
-    from .loading import load_classifier
+    from .explainers.explainer import SignedActivationsWarning
+    from .models.layers import describe_layers
+    from .models.loading import load_classifier
 
     if args.list_layers:
         weights = "random" if args.weights == "imagenet" else args.weights  # the layers need no trained weights
@@ -93,14 +93,14 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("no input given: name image files or folders (see gradcam --help)")
     check_options(args)
 
-    from .images import discover_inputs
-    from .loading import peek_input_rank
-    from .medical import check_readers
+    from .inputs.discovery import discover_inputs
+    from .models.loading import peek_input_rank
+    from .inputs.medical import check_readers
     from .names import MODEL_NAMES
-    from .outputs import prepare_output_dir, select_shard
-    from .manifest import read_trusted
-    from .pipeline import RunOptions, check_run_options
-    from .precheck import unreadable_inputs
+    from .outputs.paths import prepare_output_dir, select_shard
+    from .outputs.manifest import read_trusted
+    from .runs.pipeline import RunOptions, check_run_options
+    from .inputs.precheck import unreadable_inputs
 
     # a volumetric (3-D) model reads volumes from folders: told from the model file's configuration
     rank = 4 if args.model.lower() in MODEL_NAMES else peek_input_rank(args.model)
@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     planned = len(select_shard(items, args.shard))
     shard = _shard_prefix(args.shard, planned)
     if args.command != "sanity":
-        from .pipeline import skip_if_up_to_date
+        from .runs.pipeline import skip_if_up_to_date
 
         skipped: list[dict] = []
         summary = skip_if_up_to_date(items, options, skipped.append, previous)
@@ -148,12 +148,12 @@ def _run(args: argparse.Namespace) -> int:
               "(the model was not loaded)", file=sys.stderr)
         return EXIT_FAILED
 
-    from .cam import Explainer
+    from .explainers.explainer import Explainer
 
     classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
     explainer = Explainer(classifier, **_explainer_options(args))
     if args.class_name is not None:
-        from .classes import find_class
+        from .models.classes import find_class
 
         args.class_index = options.class_index = find_class(args.class_name, classifier.class_names,
                                                             classifier.class_synonyms)
@@ -223,7 +223,7 @@ def _explainer_options(args) -> dict:
 
 
 def _run_on_ray(args, items, options, show_each: bool):
-    from .distributed import import_ray, run_on_ray
+    from .runs.distributed import import_ray, run_on_ray
 
     import_ray()  # a clear message before anything starts
     loader = {"model": args.model, "weights": args.weights, "preprocess": args.preprocess, "labels": args.labels}
@@ -231,14 +231,16 @@ def _run_on_ray(args, items, options, show_each: bool):
     def on_record(record: dict) -> None:
         _show(record, options.top_k, show_each)
 
+    from .api import scorer_for
+
     return run_on_ray(items, options, loader, _explainer_options(args), args.ray or None, args.ray_workers, on_record,
-                      verbose=args.verbose)
+                      verbose=args.verbose, scorer=scorer_for(options))
 
 
 def _run_with_progress(explainer, items, options, show_each: bool, previous: dict[str, dict] | None = None):
     from tqdm import tqdm
 
-    from .pipeline import run
+    from .api import run
 
     with tqdm(total=len(items), unit="img", file=sys.stderr, disable=None if not show_each else True,
               dynamic_ncols=True) as bar, _passes_bar(explainer):
@@ -292,8 +294,8 @@ def _record_line(record: dict, top_k: int = 1) -> str:
 def _sanity(explainer, items, args, output_dir: Path) -> int:
     import json
 
-    from .render import write_atomic
-    from .sanity import sanity_check
+    from .outputs.render import write_atomic
+    from .metrics.sanity import sanity_check
 
     report = sanity_check(explainer, items, args.class_index, args.max_pixels, args.draws, args.seed)
     for path, reason in report.failures:
@@ -330,7 +332,7 @@ def _report(summary, output_dir: Path, show_each: bool, args: argparse.Namespace
     manifest = "manifest.shard-*.jsonl" if sharded else MANIFEST_NAME
     print(f"gradcam: {summary.explained} explained{redone}, {summary.skipped} skipped, {summary.failed} failed"
           f"{stopped}; outputs in {output_dir}/ ({manifest}, {GALLERY_NAME})")
-    from .status import faithfulness_means, folder_status
+    from .runs.status import faithfulness_means, folder_status
 
     if args.evaluate or args.plot:  # the folder's means: the images explained earlier count too
         _print_means("faithfulness means over the output folder", faithfulness_means(output_dir))

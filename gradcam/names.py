@@ -90,3 +90,7 @@ def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.6, quote: 
     if close:
         return "; did you mean " + ", ".join(repr(c) if quote else c for c in close) + "?"
     return f"; choose from {', '.join(choices)}" if list_all else ""
+
+
+#: the faithfulness scores whose means over a folder are printed and shown (gradcam.metrics.faithfulness)
+MEAN_KEYS: tuple[str, ...] = ("deletion_auc", "insertion_auc", "average_drop")

@@ -11,10 +11,10 @@ from PIL import Image
 
 import gradcam
 from gradcam.api import Explanation, array_to_rgb, explain
-from gradcam.cam import Explainer
+from gradcam.explainers.explainer import Explainer
 from gradcam.errors import ImageError, UsageError
-from gradcam.heatmap import heatmap_at
-from gradcam.images import load_image, resize_for_model
+from gradcam.explainers.heatmap import heatmap_at
+from gradcam.inputs.images import load_image, resize_for_model
 
 
 def expected_heatmap(model, photo: np.ndarray, method: str = "gradcam") -> tuple[np.ndarray, int]:
@@ -116,7 +116,7 @@ def test_overlay_figure_and_jupyter_display(tmp_path, model):
     result = explain(model, write_photo(tmp_path / "p.png", size=(64, 48), seed=8))
     image = result.overlay(alpha=0.5, colormap="viridis")
     assert image.size == (64, 48) and image.mode == "RGB"
-    from gradcam.render import overlay
+    from gradcam.outputs.render import overlay
 
     np.testing.assert_array_equal(np.asarray(image), overlay(result.image, result.heatmap, 0.5, "viridis"))
     figure = result.figure()

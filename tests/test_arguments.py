@@ -35,9 +35,9 @@ def test_batch_size_has_one_meaning_and_one_default():
     import inspect
 
     from gradcam.api import explain
-    from gradcam.cam import Explainer
+    from gradcam.explainers.explainer import Explainer
     from gradcam.names import DEFAULT_BATCH_SIZE
-    from gradcam.pipeline import RunOptions
+    from gradcam.runs.pipeline import RunOptions
 
     assert build_parser().parse_args(["x.jpg"]).batch_size == DEFAULT_BATCH_SIZE == 8
     assert RunOptions(output_dir=".").batch_size == DEFAULT_BATCH_SIZE

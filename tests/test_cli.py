@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def manifest(out: Path) -> list[dict]:
     """The input records of OUTPUT/manifest.jsonl in order (without the runs' start and end records)."""
-    from gradcam.manifest import input_records, read_records
+    from gradcam.outputs.manifest import input_records, read_records
 
     return input_records(read_records(out / "manifest.jsonl"))
 
@@ -215,7 +215,7 @@ def test_weights_file_missing_and_broken(tmp_path, capsys):
 
 def test_weights_file_round_trip(tmp_path):
     """A .weights.h5 saved with model.save_weights is loaded by --weights PATH."""
-    from gradcam.loading import load_classifier
+    from gradcam.models.loading import load_classifier
 
     source = load_classifier("vgg19", "random").model
     path = tmp_path / "vgg19.weights.h5"
@@ -461,9 +461,9 @@ def test_new_option_errors_exit_2(tmp_path, tiny_model_file, trained_vit, capsys
 
 
 def test_max_size_and_png_compression(tmp_path, tiny_model_file, capsys):
-    from gradcam.heatmap import heatmap_at
-    from gradcam.images import load_image, shrink
-    from gradcam.render import overlay
+    from gradcam.explainers.heatmap import heatmap_at
+    from gradcam.inputs.images import load_image, shrink
+    from gradcam.outputs.render import overlay
 
     photo = write_photo(tmp_path / "p.png", (90, 60), seed=5)
     out = tmp_path / "o"
@@ -479,9 +479,9 @@ def test_max_size_and_png_compression(tmp_path, tiny_model_file, capsys):
     settings = manifest(out)[-1]["settings"]
     assert settings["max_size"] == 45 and settings["png_compression"] == 9
     # the same map (made from the full photo) at the smaller size, over the shrunk photo
-    from gradcam.cam import Explainer
-    from gradcam.images import resize_for_model
-    from gradcam.loading import load_classifier
+    from gradcam.explainers.explainer import Explainer
+    from gradcam.inputs.images import resize_for_model
+    from gradcam.models.loading import load_classifier
 
     explainer = Explainer(load_classifier(str(tiny_model_file)))
     cam = explainer.explain_batch(resize_for_model(load_image(photo), explainer.input_size)[None]).cams[0]

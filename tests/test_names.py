@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gradcam import names
 from gradcam.arguments import build_parser
-from gradcam.methods import GUIDED_METHOD, METHODS, PERTURBATION_METHODS
+from gradcam.explainers.methods import GUIDED_METHOD, METHODS, PERTURBATION_METHODS
 
 
 def test_method_names_are_the_methods():

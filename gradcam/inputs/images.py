@@ -1,0 +1,267 @@
+"""Decoding input images with Pillow (DICOM through :mod:`gradcam.inputs.medical`), arrays to RGB,
+resizing for the model, region masks, and the tool's image errors.
+
+Every decoding failure becomes an :class:`~gradcam.errors.ImageError`, whatever
+Pillow raised, so one bad file never stops a folder run.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ..errors import ImageError
+from .discovery import is_volume_name
+from .medical import dicom_size, is_dicom_file, is_nifti_name, read_dicom
+from .volumes import volume_shape
+
+#: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
+DEFAULT_MAX_PIXELS: int = 100_000_000
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               window: tuple[float, float] | None = None) -> np.ndarray:
+    """Decode an image file into an upright RGB array.
+
+    The first frame of an animation is used; EXIF orientation is applied;
+    transparency is composited on white; 16-bit and float images are scaled
+    to 8 bits. A DICOM file (by its name or its preamble) is read with pydicom through its window
+    (``window`` = (centre, width) overrides the file's; see :func:`~gradcam.medical.read_dicom`).
+
+    Returns:
+        uint8 array of shape (H, W, 3).
+
+    Raises:
+        ImageError: the file is not a readable image, or has more than
+            ``max_pixels`` pixels (checked from the header, before decoding).
+    """
+    from PIL import Image, ImageOps
+
+    if is_volume_name(path):
+        raise volume_refused(path)
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, as the caller asked
+    if is_dicom_file(path):
+        return _rounded_rgb(_dicom_values(path, window, max_pixels))
+    check_not_empty(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"image is too large: {width}x{height} pixels is more than the limit of "
+                        f"{max_pixels:,} (raise it with --max-pixels)"
+                    )
+                if width < 1 or height < 1:
+                    raise ImageError(f"image has no pixels ({width}x{height})")
+                image.seek(0)
+                image.load()
+                upright = ImageOps.exif_transpose(image) if _has_orientation(image) else image
+                rgb = pil_to_rgb(upright)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"image is too large: {_pixels(path)}more than the limit of {max_pixels:,} pixels "
+                         "(raise it with --max-pixels)") from None
+    except MemoryError:
+        raise ImageError("not enough memory to decode this image") from None
+    except Exception as exc:  # Pillow raises many types for bad files
+        raise ImageError(f"not a readable image ({describe_error(exc)})") from None
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise ImageError(f"image is too large: more than {max_pixels:,} pixels")
+    return rgb
+
+
+def volume_refused(path: str | os.PathLike) -> ImageError:
+    """The error for a volume file given where a 2-D image is read (a 2-D model)."""
+    kind = "a NIfTI volume" if is_nifti_name(path) else "a .npy volume"
+    return ImageError(f"this is {kind}, and this model takes 2-D images: a volume needs a 3-D model "
+                      "(input (batch, depth, height, width, channels))")
+
+
+def _pixels(path) -> str:
+    """'WxH pixels is ' from the image's header, or '' when even that cannot be read."""
+    from PIL import Image
+
+    try:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as image:
+                    width, height = image.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    except Exception:
+        return ""
+    return f"{width}x{height} pixels is "
+
+
+def _has_orientation(image) -> bool:
+    try:
+        return image.getexif().get(0x0112, 1) not in (1, None)
+    except Exception:
+        return False
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "cannot identify image file" in text:
+        return "unknown or damaged format"
+    return text[:200]
+
+
+def pil_to_rgb(image) -> np.ndarray:
+    """Convert a loaded Pillow image of any mode to a uint8 (H, W, 3) array (a new array): 16-bit and
+    float images scaled to 8 bits, transparency composited on white."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F" and values.size and np.nanmax(values) <= 1.0:
+            scale = 255.0
+        elif mode.startswith("I;16") or (values.size and np.nanmax(values) > 255):
+            scale = 255.0 / 65535.0
+        else:
+            scale = 1.0
+        grey = np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb_image = Image.alpha_composite(background, rgba).convert("RGB")
+    else:
+        rgb_image = image.convert("RGB")
+    array = np.asarray(rgb_image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"unexpected pixel layout {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB photo to the model's input size with bilinear filtering.
+
+    Args:
+        rgb: uint8 array (H, W, 3).
+        size: (height, width) of the model input.
+
+    Returns:
+        float32 array (height, width, 3) with values in [0, 255], not yet
+        preprocessed for the model.
+    """
+    from PIL import Image
+
+    height, width = size
+    resized = Image.fromarray(rgb).resize((width, height), Image.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+#: EXIF orientations that turn the stored image a quarter turn: the upright width is the stored height
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of an image file as it is shown, upright (its EXIF orientation applied, as
+    :func:`load_image` does), from its header alone; None when the header cannot be read."""
+    from PIL import Image
+
+    if is_dicom_file(path):
+        return dicom_size(path)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                turned = _has_orientation(image) and image.getexif().get(0x0112) in _QUARTER_TURNS
+                return (height, width) if turned else (width, height)
+    except Exception:
+        return None
+
+
+def photo_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the decoded RGB photo (width x height x 3), or of a volume file's float32 voxels, read
+    from the file's header alone; 0 when the header cannot be read (decoding then reports the error)."""
+    if is_volume_name(path):
+        shape = volume_shape(path)
+        return 4 * int(np.prod(shape)) if shape else 0
+    size = image_size(path)
+    return size[0] * size[1] * 3 if size else 0
+
+
+def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_size: int | None = None, window: tuple[float, float] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a photo and resize it for the model.
+
+    Args:
+        max_size: cap the longer side of the returned photo (the overlay's size) at this many
+            pixels, keeping the aspect ratio; the model input is made from the full photo.
+        window: a DICOM file's (centre, width), instead of its own; its windowed values reach the
+            model unrounded (16-bit images keep their depth), the photo is rounded to 8 bits.
+
+    Returns:
+        (photo uint8 (H, W, 3), model input float32 (height, width, 3) in [0, 255]).
+
+    Raises:
+        ImageError: as :func:`load_image`.
+    """
+    if is_dicom_file(path):  # full depth until the model's input
+        values = _dicom_values(path, window, max_pixels)
+        return shrink(_rounded_rgb(values), max_size), resize_values_for_model(values, size)
+    photo = load_image(path, max_pixels)
+    return shrink(photo, max_size), resize_for_model(photo, size)
+
+
+def check_not_empty(path: str | os.PathLike) -> None:
+    """Raise ImageError for an empty file, or one that cannot be read at all."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError("empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _dicom_values(path: str | os.PathLike, window: tuple[float, float] | None, max_pixels: int) -> np.ndarray:
+    """A DICOM image's windowed values, float (H, W) or (H, W, 3) in [0, 255] (:func:`read_dicom`),
+    after the same empty-file check as any image."""
+    check_not_empty(path)
+    return read_dicom(path, window, max_pixels)[0]
+
+
+def _rounded_rgb(values: np.ndarray) -> np.ndarray:
+    """float (H, W) or (H, W, 3) in [0, 255] -> uint8 (H, W, 3), rounded."""
+    rounded = np.rint(np.clip(values, 0.0, 255.0)).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(rounded[:, :, None], 3, axis=2) if rounded.ndim == 2 else rounded)
+
+
+def resize_values_for_model(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize float greyscale (H, W) or colour (H, W, 3) values in [0, 255] to the model's input size,
+    bilinear as :func:`resize_for_model`, without rounding to 8 bits: float32 (height, width, 3)."""
+    from PIL import Image
+
+    height, width = size
+    channels = values[:, :, None] if values.ndim == 2 else values
+    resized = [np.asarray(Image.fromarray(np.ascontiguousarray(channels[:, :, c], np.float32), mode="F")
+                          .resize((width, height), Image.BILINEAR), np.float32) for c in range(channels.shape[2])]
+    stacked = np.stack(resized, axis=2)
+    return np.repeat(stacked, 3, axis=2) if stacked.shape[2] == 1 else stacked
+
+
+def shrink(photo: np.ndarray, max_size: int | None) -> np.ndarray:
+    """The photo with its longer side at most ``max_size`` (aspect ratio kept, Pillow's antialiased
+    bilinear filter); unchanged when it already fits or ``max_size`` is None."""
+    height, width = photo.shape[:2]
+    if max_size is None or max(height, width) <= max_size:
+        return photo
+    from PIL import Image
+
+    scale = max_size / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(photo).resize(new_size, Image.BILINEAR))

@@ -1,0 +1,115 @@
+"""The folder run as a library call: write failures, output paths, manifest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from conftest import keras, write_photo
+from PIL import Image
+
+from gradcam.outputs import render
+from gradcam.explainers.explainer import Explainer
+from gradcam.inputs.discovery import discover_inputs
+from gradcam.outputs.manifest import input_records, read_records
+from gradcam.runs.pipeline import RunOptions, run
+
+
+def test_write_failure_is_recorded_and_the_run_goes_on(tmp_path, tiny_model, monkeypatch):
+    root = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_photo(root / name)
+    real_save = render.save_png
+
+    def flaky_save(path, image, *args):
+        if Path(path).name == "b.jpg.png":
+            raise OSError(28, "No space left on device")
+        real_save(path, image, *args)
+
+    monkeypatch.setattr(render, "save_png", flaky_save)
+    out = tmp_path / "out"
+    summary = run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=out, batch_size=2))
+    assert (summary.explained, summary.failed) == (2, 1)
+    records = {Path(r["input"]).name: r for r in input_records(read_records(out / "manifest.jsonl"))}
+    assert records["b.jpg"]["status"] == "error" and "No space left" in records["b.jpg"]["error"]
+    assert sorted(p.name for p in out.iterdir()) == [".gradcam-sequence", "a.jpg.png", "c.jpg.png", "index.html",
+                                                     "manifest.jsonl"]
+
+
+def test_a_failing_batch_is_retried_one_image_at_a_time(tmp_path, tiny_model):
+    root = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg", "d.jpg", "e.jpg", "f.jpg"):
+        write_photo(root / name, seed=len(name) + ord(name[0]))
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(root / "c.png")  # the one the fault hits: all black
+    explainer = Explainer(tiny_model)
+    real = explainer.explain_batch
+    calls = []
+
+    def faulty(images, class_index=None, regions=None):
+        calls.append(len(images))
+        if (images.reshape(len(images), -1).max(axis=1) == 0).any():
+            raise RuntimeError("injected fault\nsecond line")
+        return real(images, class_index, regions)
+
+    explainer.explain_batch = faulty
+    out = tmp_path / "out"
+    summary = run(explainer, discover_inputs([root]), RunOptions(output_dir=out, batch_size=4))
+    assert (summary.explained, summary.failed) == (5, 1)
+    assert calls == [4, 1, 1, 1, 1, 2]  # a b c d fails, then alone; e f
+    records = {Path(r["input"]).name: r for r in input_records(read_records(out / "manifest.jsonl"))}
+    assert records["c.png"]["status"] == "error" and records["c.png"]["error"] == "cannot explain: injected fault"
+    assert all(records[n]["status"] == "ok" for n in ("a.jpg", "b.jpg", "d.jpg", "e.jpg", "f.jpg"))
+    assert not (out / "c.png.png").exists()
+
+
+def overflow_model():
+    """Finite for a black image; a bright one overflows float32 in the features (inf -> NaN map)."""
+    k = keras()
+    inputs = k.Input((16, 16, 3))
+    conv = k.layers.Conv2D(2, 1, name="features")
+    x = conv(inputs)
+    dense = k.layers.Dense(2, activation="softmax")
+    model = k.Model(inputs, dense(k.layers.GlobalAveragePooling2D()(x)))
+    conv.set_weights([np.full((1, 1, 3, 2), 1e37, np.float32), np.zeros(2, np.float32)])
+    dense.set_weights([np.array([[1.0, 0.5], [0.5, 1.0]], np.float32), np.zeros(2, np.float32)])  # alpha > 0: +inf
+    return model
+
+
+def test_non_finite_map_is_an_error_record_not_a_picture(tmp_path):
+    root = tmp_path / "photos"
+    Image.new("RGB", (20, 20), (0, 0, 0)).save(root.mkdir() or root / "black.png")
+    Image.new("RGB", (20, 20), (250, 250, 250)).save(root / "white.png")
+    out = tmp_path / "out"
+    summary = run(Explainer(overflow_model(), layer="features"), discover_inputs([root]),
+                  RunOptions(output_dir=out, batch_size=2, save_npy=True))
+    records = {Path(r["input"]).name: r for r in input_records(read_records(out / "manifest.jsonl"))}
+    assert records["white.png"]["status"] == "error"
+    assert records["white.png"]["error"].startswith("heatmap is not finite: ")
+    assert records["black.png"]["status"] == "ok" and records["black.png"]["zero_heatmap"] is True
+    assert not (out / "white.png.png").exists() and not (out / "white.png.npy").exists()
+    assert (summary.explained, summary.failed) == (1, 1)
+
+
+def test_a_byte_budget_smaller_than_one_photo_changes_nothing_but_memory(tmp_path, tiny_model, monkeypatch):
+    root = tmp_path / "photos"
+    for i in range(7):
+        write_photo(root / f"p{i}.jpg", (120, 90), seed=i)
+    free = tmp_path / "free"
+    run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=free, batch_size=3))
+    from gradcam.runs import pipeline
+
+    held = []
+    real_relieve = pipeline._FolderRun._relieve
+
+    def watched(self):
+        real_relieve(self)
+        held.append(len(self.decoding) + len(self.rendering))
+
+    monkeypatch.setattr(pipeline, "PENDING_BYTES", 1)  # every photo is over budget
+    monkeypatch.setattr(pipeline._FolderRun, "_relieve", watched)
+    tight = tmp_path / "tight"
+    summary = run(Explainer(tiny_model), discover_inputs([root]), RunOptions(output_dir=tight, batch_size=3))
+    assert summary.explained == 7 and max(held) == 0  # nothing waits between stages
+    for i in range(7):
+        name = f"p{i}.jpg.png"
+        np.testing.assert_array_equal(np.asarray(Image.open(free / name)), np.asarray(Image.open(tight / name)))
