@@ -41,9 +41,9 @@ def main() -> int:
     args = parser.parse_args()
     from PIL import Image
 
-    from gradcam.heatmap import heatmap_at
-    from gradcam.images import load_image, resize_for_model
-    from gradcam.render import encode_png, fast_png_encoder, overlay
+    from gradcam.explainers.heatmap import heatmap_at
+    from gradcam.inputs.images import load_image, resize_for_model
+    from gradcam.outputs.render import encode_png, fast_png_encoder, overlay
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     rng = np.random.default_rng(0)

@@ -45,7 +45,7 @@ def tf_keras_vis_rate(model, image: np.ndarray, class_index: int, max_n: int | N
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    from gradcam.loading import preprocess_function
+    from gradcam.models.loading import preprocess_function
 
     scorecam = Scorecam(model, model_modifier=ReplaceToLinear(), clone=True)
     seed = np.asarray(preprocess_function("vgg19")(image[None].copy()))
@@ -65,9 +65,9 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from gradcam._tf import import_tf
-    from gradcam.cam import Explainer
-    from gradcam.loading import load_classifier
-    from gradcam.methods import METHODS
+    from gradcam.explainers.explainer import Explainer
+    from gradcam.models.loading import load_classifier
+    from gradcam.explainers.methods import METHODS
 
     import_tf()
     classifier = load_classifier("vgg19", "random")

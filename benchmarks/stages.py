@@ -32,9 +32,9 @@ def main() -> int:
     parser.add_argument("--size", default="640x480", metavar="WxH")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from gradcam.heatmap import heatmap_at
-    from gradcam.images import load_image, resize_for_model
-    from gradcam.render import colorize, overlay, save_png
+    from gradcam.explainers.heatmap import heatmap_at
+    from gradcam.inputs.images import load_image, resize_for_model
+    from gradcam.outputs.render import colorize, overlay, save_png
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +47,7 @@ def main() -> int:
         rows["normalise + zoom to the photo"], heatmap = timed(lambda: heatmap_at(cam, photo.shape[:2])[0], args.repeat)
         rows["colour (lookup table)"], _ = timed(lambda: colorize(heatmap), args.repeat)
         rows["colour + blend (overlay)"], image = timed(lambda: overlay(photo, heatmap), args.repeat)
-        from gradcam.render import fast_png_encoder
+        from gradcam.outputs.render import fast_png_encoder
 
         if fast_png_encoder() is not None:
             def encode_fast():
@@ -65,8 +65,8 @@ def main() -> int:
             rows[f"PNG, matplotlib imsave, level {level} ({size / 1e6:.2f} MB)"] = milliseconds
         buffer = io.BytesIO()
         rows[".npy (float32)"], _ = timed(lambda: np.save(buffer, heatmap), args.repeat)
-        from gradcam.images import photo_bytes
-        from gradcam.manifest import ManifestWriter
+        from gradcam.inputs.images import photo_bytes
+        from gradcam.outputs.manifest import ManifestWriter
 
         rows["header read (memory bound)"], _ = timed(lambda: photo_bytes(path), args.repeat)
         writer = ManifestWriter(Path(tmp))

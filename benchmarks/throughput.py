@@ -51,7 +51,7 @@ def peak_rss_mb() -> float:
 def tiny_classifier():
     """A near-free classifier at 224 x 224: its forward and backward pass cost next to nothing."""
     from gradcam._tf import import_tf
-    from gradcam.loading import Classifier
+    from gradcam.models.loading import Classifier
 
     _, keras = import_tf()
     keras.utils.set_random_seed(0)
@@ -89,10 +89,10 @@ def cpu_seconds() -> float:
 
 
 def measure(count: int, batch_size: int, model_name: str, skip_bare: bool, size=(640, 480), **run_options) -> dict:
-    from gradcam.cam import Explainer
-    from gradcam.images import discover_inputs
-    from gradcam.loading import load_classifier
-    from gradcam.pipeline import RunOptions, run
+    from gradcam.explainers.explainer import Explainer
+    from gradcam.inputs.discovery import discover_inputs
+    from gradcam.models.loading import load_classifier
+    from gradcam.runs.pipeline import RunOptions, run
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(tmp) / "photos", Path(tmp) / "out"
@@ -105,7 +105,7 @@ def measure(count: int, batch_size: int, model_name: str, skip_bare: bool, size=
                   "model": model_name, **run_options}
 
         if not skip_bare:
-            from gradcam.loading import preprocess_function
+            from gradcam.models.loading import preprocess_function
 
             batch = preprocess_function(classifier.preprocess)(
                 np.random.default_rng(1).uniform(0, 255, (count, h, w, 3)).astype(np.float32))

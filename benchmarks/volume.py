@@ -23,9 +23,9 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from gradcam.cam import Explainer
-    from gradcam.heatmap import heatmap_at
-    from gradcam.render import montage
+    from gradcam.explainers.explainer import Explainer
+    from gradcam.explainers.heatmap import heatmap_at
+    from gradcam.outputs.render import montage
 
     keras.utils.set_random_seed(0)
     side = args.side
@@ -59,14 +59,14 @@ def main() -> int:
 
 
 def _folder_runs(explainer, volume: np.ndarray, repeats: int) -> list[float]:
-    """Seconds of :func:`gradcam.pipeline.run` on one NIfTI volume, a fresh output folder each time."""
+    """Seconds of :func:`gradcam.runs.pipeline.run` on one NIfTI volume, a fresh output folder each time."""
     import tempfile
     from pathlib import Path
 
     import nibabel
 
-    from gradcam.images import discover_inputs
-    from gradcam.pipeline import RunOptions, run
+    from gradcam.inputs.discovery import discover_inputs
+    from gradcam.runs.pipeline import RunOptions, run
 
     times = []
     with tempfile.TemporaryDirectory() as folder:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from gradcam._tf import import_tf
-from gradcam.layers import iter_layers
+from gradcam.models.layers import iter_layers
 from gradcam.names import ARCHITECTURES, MODEL_NAMES
 
 OUTPUT = Path(__file__).resolve().parents[1] / "gradcam" / "data" / "layers.json"
@@ -18,7 +18,7 @@ OUTPUT = Path(__file__).resolve().parents[1] / "gradcam" / "data" / "layers.json
 def build(name: str):
     _, keras = import_tf()
     if name == "efficientnet-lite0":
-        from gradcam.efficientnet_lite import build_model
+        from gradcam.models.efficientnet_lite import build_model
 
         return build_model()
     return getattr(keras.applications, ARCHITECTURES[name].constructor)(weights=None)
