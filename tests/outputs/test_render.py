@@ -88,9 +88,9 @@ def test_panel_has_both_images_side_by_side():
 @pytest.mark.parametrize("colormap", ["jet", "viridis", "gray"])
 @pytest.mark.parametrize("block_pixels", [1 << 20, 100])  # one block, and blocks of 1 row
 def test_in_place_overlay_equals_the_plain_formula(alpha, colormap, block_pixels, monkeypatch):
-    from gradcam.outputs import render
+    from gradcam.outputs import colour
 
-    monkeypatch.setattr(render, "_BLOCK_PIXELS", block_pixels)
+    monkeypatch.setattr(colour, "_BLOCK_PIXELS", block_pixels)
     rng = np.random.default_rng(int(alpha * 100))
     photo = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     heatmap = rng.uniform(0, 1, (37, 53)).astype(np.float32)
@@ -167,7 +167,7 @@ def test_a_run_writes_the_same_pixels_with_and_without_fpng(tmp_path, tiny_model
 def test_the_one_pass_uint8_blend_equals_the_float32_formula_bit_for_bit(alpha, colormap):
     """The blend table gives exactly what the float32 formula gives pixel by pixel, every photo value
     against every colour index included."""
-    from gradcam.outputs.render import _colour_index, _scaled_table
+    from gradcam.outputs.colour import _colour_index, _scaled_table
 
     rng = np.random.default_rng(5)
     photo = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2).repeat(40, axis=0)  # every value
