@@ -15,7 +15,8 @@ from typing import Sequence
 
 from .arguments import SUBCOMMANDS, build_parser, check_options
 from .errors import GradcamError, UsageError
-from .names import GALLERY_NAME, MANIFEST_NAME, SANITY_REPORT_NAME
+from .messages import estimate_line, means_line, record_line, shard_prefix, shards_line, summary_line
+from .names import SANITY_REPORT_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -127,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
                          window=args.window)
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
-    shard = _shard_prefix(args.shard, planned)
+    shard = shard_prefix(args.shard, planned)
     if args.command != "sanity":
         from .runs.pipeline import skip_if_up_to_date
 
@@ -164,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         items = discover_inputs(args.inputs, args.recursive, explainer.volumetric)
         check_readers([item.path for item in items])
         planned = len(select_shard(items, args.shard))
-        shard = _shard_prefix(args.shard, planned)
+        shard = shard_prefix(args.shard, planned)
     if explainer.head.kind == "output":
         classifier.notes.append("cannot tell whether the model's last layer gives probabilities or scores "
                                 f"({type(explainer.head.layer).__name__}); explaining its output as it is")
@@ -178,7 +179,9 @@ def _run(args: argparse.Namespace) -> int:
     noun = "volume(s)" if explainer.volumetric else "image(s)"
     print(f"gradcam: {shard}{len(items)} {noun}, model {classifier.name}, layer {explainer.layer_name}{how}, "
           f"method {args.method}, scores {explainer.head.kind}")
-    _estimate_cost(explainer, planned)
+    estimate = estimate_line(explainer, planned)  # before a long run (Score-CAM, Ablation-CAM, aug-smooth)
+    if estimate:
+        print(estimate)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SignedActivationsWarning)  # said once below, as a note
         if args.ray is not None:
@@ -189,30 +192,6 @@ def _run(args: argparse.Namespace) -> int:
     if note:
         print(f"gradcam: note: {note}", file=sys.stderr)
     return _report(summary, output_dir, show_each, args)
-
-
-def _shard_prefix(shard: tuple[int, int] | None, planned: int) -> str:
-    """'shard I/N: P of ' before the count of inputs, for a sharded run; '' otherwise."""
-    return f"shard {shard[0]}/{shard[1]}: {planned} of " if shard else ""
-
-
-def _estimate_cost(explainer, count: int) -> None:
-    """Before a long run (Score-CAM, Ablation-CAM, aug-smooth), say what it will take."""
-    passes = explainer.passes_per_image()
-    if passes > 1:
-        seconds = explainer.seconds_per_image()
-        smooth = "".join(f" --{name}" for name in ("eigen-smooth", "aug-smooth")
-                         if getattr(explainer, name.replace("-", "_")))
-        print(f"gradcam: {explainer.method}{smooth} needs about {passes} forward passes per image: about "
-              f"{_duration(seconds)} per image, {_duration(seconds * count)} for {count} image(s) on this machine")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _explainer_options(args) -> dict:
@@ -275,20 +254,7 @@ def _passes_bar(explainer):
 def _show(record: dict, top_k: int, show_each: bool) -> None:
     """Print a record's line when inputs were named one by one (not for folders)."""
     if show_each:
-        print(_record_line(record, top_k))
-
-
-def _record_line(record: dict, top_k: int = 1) -> str:
-    rank = f"top {record['rank']}: " if top_k > 1 and record["rank"] is not None else ""
-    if record["status"] == "error":
-        return f"{record['input']}: {rank}error: {record['error']}"
-    if record["status"] == "skipped":
-        return (f"{record['input']}: {rank}skipped, {record['overlay']} exists with the same settings "
-                "(use --overwrite to redo)")
-    name = record["class_name"] if record["class_name"] is not None else "class"
-    zero = " [heatmap is constant: drawn as zero everywhere]" if record["zero_heatmap"] else ""
-    return (f"{record['input']}: {rank}{name} ({record['class_index']}), p={record['probability']:.3f} "
-            f"-> {record['overlay']}{zero}")
+        print(record_line(record, top_k))
 
 
 def _sanity(explainer, items, args, output_dir: Path) -> int:
@@ -306,13 +272,6 @@ def _sanity(explainer, items, args, output_dir: Path) -> int:
     return EXIT_OK if report.passed and not report.failures else EXIT_FAILED  # NO VERDICT: 1, as FAIL
 
 
-def _print_means(label: str, means: dict[str, float]) -> None:
-    if means:
-        print(f"gradcam: {label}: " + ", ".join(f"{key.replace('_', ' ')} {value:.3f}"
-                                                 + ("%" if key == "average_drop" else "")
-                                                 for key, value in means.items()))
-
-
 def _report(summary, output_dir: Path, show_each: bool, args: argparse.Namespace) -> int:
     """Print the summary (and the failures not yet printed one by one); the exit status."""
     if summary.failures and summary.failed <= 20 and not show_each:
@@ -321,27 +280,15 @@ def _report(summary, output_dir: Path, show_each: bool, args: argparse.Namespace
     for error in (summary.stopped, summary.gallery_error):
         if error:
             print(f"gradcam: error: {error}", file=sys.stderr)
-    stopped = f" (interrupted after {summary.done} of {summary.total})" if summary.interrupted else \
-        f" (stopped after {summary.done} of {summary.total})" if summary.stopped else ""
-    redone = ""
-    if summary.redone:
-        why = ", ".join(f"{reason} ({count})" if count != summary.redone else reason
-                        for reason, count in summary.redo_reasons.most_common())
-        redone = f" ({summary.redone} redone: outputs existed, made with other settings or incomplete: {why})"
-    sharded = args.shard is not None
-    manifest = "manifest.shard-*.jsonl" if sharded else MANIFEST_NAME
-    print(f"gradcam: {summary.explained} explained{redone}, {summary.skipped} skipped, {summary.failed} failed"
-          f"{stopped}; outputs in {output_dir}/ ({manifest}, {GALLERY_NAME})")
+    print(summary_line(summary, output_dir, args.shard is not None))
     from .runs.status import faithfulness_means, folder_status
 
     if args.evaluate or args.plot:  # the folder's means: the images explained earlier count too
-        _print_means("faithfulness means over the output folder", faithfulness_means(output_dir))
-    if sharded:  # the folder as a whole, every shard's manifest read
-        status = folder_status(output_dir)
-        ok, skipped, failed = status.totals()
-        missing = ", ".join(f"{i}/{n}" for i, n in status.missing)
-        print(f"gradcam: all shards in {output_dir}: {ok} explained, {skipped} skipped, {failed} failed"
-              + (f"; no manifest yet from shard(s) {missing}" if missing else ""))
+        means = means_line("faithfulness means over the output folder", faithfulness_means(output_dir))
+        if means:
+            print(means)
+    if args.shard is not None:  # the folder as a whole, every shard's manifest read
+        print(shards_line(folder_status(output_dir), output_dir))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed or summary.stopped or summary.gallery_error else EXIT_OK

@@ -20,7 +20,7 @@ STAGES = ("inputs", "models", "explainers", "outputs", "runs", "metrics")
 #: light modules every stage may use (they import no stage)
 BASE = ("errors", "names", "_tf", "_version")
 #: the top: the command line, the Python API and the package itself, which may use every stage
-TOP = ("cli", "arguments", "api", "__init__", "__main__", "_moved")
+TOP = ("cli", "arguments", "api", "__init__", "__main__", "_moved", "messages")  # messages: the CLI's text lines
 MAX_MODULE_LINES, MAX_CLASS_LINES = 300, 150
 
 
