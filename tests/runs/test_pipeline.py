@@ -113,3 +113,30 @@ def test_a_byte_budget_smaller_than_one_photo_changes_nothing_but_memory(tmp_pat
     for i in range(7):
         name = f"p{i}.jpg.png"
         np.testing.assert_array_equal(np.asarray(Image.open(free / name)), np.asarray(Image.open(tight / name)))
+
+
+def test_a_failed_batch_is_explained_input_by_input_and_only_the_failing_input_is_an_error(tmp_path, tiny_model):
+    """A batch whose step fails is explained again one input at a time. Hand-traced for three photos in
+    one batch of three, the middle one failing alone: steps of 3, 1, 1, 1 inputs; b's error record is
+    written at once, a's and c's "ok" records when their writes are collected at the end."""
+    root = tmp_path / "photos"
+    for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
+        write_photo(root / name, seed=i)
+    explainer = Explainer(tiny_model)
+    real_step, steps = explainer.explain_batch, []
+
+    def step(images, *args):
+        steps.append(len(images))
+        if len(images) > 1 or len(steps) == 3:  # the batch, then b alone
+            raise RuntimeError("boom\nnot this line")
+        return real_step(images, *args)
+
+    explainer.explain_batch = step
+    out = tmp_path / "out"
+    summary = run(explainer, discover_inputs([root]), RunOptions(output_dir=out, batch_size=3))
+    assert steps == [3, 1, 1, 1]
+    records = input_records(read_records(out / "manifest.jsonl"))
+    assert [(Path(r["input"]).name, r["status"], r.get("error")) for r in records] == [
+        ("b.jpg", "error", "cannot explain: boom"), ("a.jpg", "ok", None), ("c.jpg", "ok", None)]
+    assert (summary.explained, summary.failed) == (2, 1)
+    assert (out / "a.jpg.png").exists() and not (out / "b.jpg.png").exists() and (out / "c.jpg.png").exists()
