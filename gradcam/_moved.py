@@ -64,6 +64,9 @@ class _Alias(types.ModuleType):
         else:
             setattr(self._module(), name, value)
 
+    def __delattr__(self, name: str) -> None:
+        delattr(self._module(), name)
+
     def __dir__(self):
         return dir(self._module())
 

@@ -89,8 +89,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               "distillation); default: detected as the K that leaves a square grid")
     explain.add_argument("--window", type=_window, default=None, metavar="CENTRE,WIDTH",
                          help="DICOM: the grey-level window (e.g. 40,400; a negative centre as --window=-600,1500), "
-                              "instead of each file's own (or, "
-                              "without one, its full range)")
+                              "instead of each file's own VOI LUT or window (or, without either, its "
+                              "range without padding)")
     output = parser.add_argument_group("output")
     output.add_argument("--alpha", type=float, default=0.4, metavar="A",
                         help="opacity of the heatmap over the photo, 0-1 (default: %(default)s)")

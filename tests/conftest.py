@@ -269,3 +269,37 @@ def bright_photo(path, size: int = 32, seed: int = 0):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(200, 256, (size, size, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def dicom_file(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", lut=None, bits_stored: int = 16,
+               **tags) -> None:
+    """A single-frame greyscale DICOM file (explicit VR little endian) holding ``pixels`` (uint16 or
+    int16). ``lut`` = (descriptor, data, descriptor VR, data VR) makes a one-item VOI LUT Sequence; a tag
+    given as (VR, value) is written with that VR (a US value for signed pixels)."""
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, photometric
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, bits_stored, bits_stored - 1
+    dataset.PixelRepresentation = int(pixels.dtype == np.int16)
+    for key, value in tags.items():
+        if isinstance(value, tuple):
+            dataset.add_new(tag_for_keyword(key), *value)
+        else:
+            setattr(dataset, key, value)
+    if lut is not None:
+        descriptor, data, descriptor_vr, data_vr = lut
+        item = Dataset()
+        item.add_new(0x00283002, descriptor_vr, list(descriptor))
+        item.add_new(0x00283006, data_vr, data)
+        dataset.VOILUTSequence = [item]
+    dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
+    dataset.save_as(path, enforce_file_format=True)

@@ -150,11 +150,12 @@ def test_the_old_module_paths_still_work_for_one_release_with_a_warning(old, att
 
     from gradcam._moved import MOVED
 
-    sys.modules.pop(old, None)
+    name = old.split(".")[1]
+    if name in MOVED:  # an alias, made afresh so that its import warns again (gradcam.outputs is a real package)
+        sys.modules.pop(old, None)
     with pytest.warns(DeprecationWarning, match="moved to gradcam"):
         module = importlib.import_module(old)
         value = getattr(module, attribute)
-    name = old.split(".")[1]
     new = importlib.import_module("gradcam." + (MOVED[name] if name in MOVED else "outputs.paths"))
     assert value is getattr(new, attribute)
 

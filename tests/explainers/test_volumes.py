@@ -230,7 +230,7 @@ def test_cli_finds_the_volumes_when_the_model_file_does_not_tell_its_input_rank(
 
 
 def test_the_readmes_volume_demo_runs(tmp_path, monkeypatch, capsys):
-    """examples/volume_demo.py, then the README's command on what it wrote."""
+    """examples/volume_demo.py, then the command docs/medical.md gives, on what it wrote."""
     import runpy
     from pathlib import Path
 

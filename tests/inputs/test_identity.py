@@ -142,7 +142,7 @@ def test_a_rerun_hashes_no_file_that_is_unchanged_since_its_record(tmp_path, tin
     args = ["--model", str(tiny_model_file), str(tmp_path / "in"), "-o", str(out)]
     assert main(args) == 0
     monkeypatch.setattr(identity, "DIGESTS", DigestCache())  # a new process's empty cache
-    for module in ("manifest", "runs.resume", "runs.decode", "api"):
+    for module in ("outputs.manifest", "runs.resume", "runs.decode", "api"):
         monkeypatch.setattr(f"gradcam.{module}.DIGESTS", identity.DIGESTS)
     hashed = []
     monkeypatch.setattr(identity, "sha256_of", lambda path: hashed.append(path) or sha256_of(path))

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import dicom_file as write_dicom
 from PIL import Image
 
 from gradcam.errors import ImageError, UsageError
@@ -14,28 +15,6 @@ from gradcam.inputs.images import load_for_model, load_image, resize_for_model
 from gradcam.inputs.medical import apply_window, check_readers, parse_window, read_dicom, to_display
 
 pydicom = pytest.importorskip("pydicom")
-
-
-def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", **tags) -> None:
-    """A single-frame greyscale DICOM file (explicit VR little endian) holding ``pixels`` (uint16/int16)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, photometric
-    dataset.BitsAllocated = dataset.BitsStored = 16
-    dataset.HighBit = 15
-    dataset.PixelRepresentation = int(pixels.dtype == np.int16)
-    for key, value in tags.items():
-        setattr(dataset, key, value)
-    dataset.PixelData = np.ascontiguousarray(pixels).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
 
 
 def ct_pixels(rng: np.random.Generator, shape=(48, 64)) -> np.ndarray:
