@@ -70,7 +70,7 @@ class DigestCache:
             if _stat_key(after) == key:  # not changed while it was read: safe to remember
                 with self._lock:
                     self._digests[key] = digest
-        return {"path": os.path.abspath(path), **dict(zip(_KEYS, key)), "sha256": digest}
+        return {"path": os.path.realpath(path), **dict(zip(_KEYS, key)), "sha256": digest}
 
     def digest(self, path: str | os.PathLike | None) -> str | None:
         """'sha256:HEX' of a file, or None for no name or no such regular file."""
