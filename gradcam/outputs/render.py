@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..explainers.heatmap import heatmap_at
+from . import fused
 from .colour import colorize, draw_outline, get_colormap, overlay
 from .figures import (
     curves_figure,
@@ -116,8 +116,8 @@ def render_outputs(photo: np.ndarray, cam: np.ndarray, overlay_path: Path, npy_p
 
     Returns True if the map is constant (drawn as zero everywhere).
     """
-    big, is_zero = heatmap_at(cam, photo.shape[:2])
-    image = overlay(photo, big, alpha, colormap)
+    # fused: upsampled, coloured and blended in one compiled pass into this thread's reused buffers
+    image, big, is_zero = fused.render(photo, cam, alpha, colormap, npy_path is not None, scratch=True)
     if region is not None:
         image = draw_outline(image, region)
     if panel_title is not None:
