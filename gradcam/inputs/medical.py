@@ -169,7 +169,11 @@ def _read_dicom(pydicom, path, window, max_pixels) -> tuple[np.ndarray, bool]:
         return np.asarray(colours, np.float64) * (255.0 / (2 ** bits - 1)), False
     if pixels.ndim != 2:
         raise ImageError(f"unexpected DICOM pixel layout {pixels.shape}")
-    values = np.asarray(pydicom.pixels.apply_modality_lut(pixels, dataset), np.float64)
+    with np.errstate(all="ignore"):  # a crafted slope or intercept (NaN, inf, 1e308): said below
+        values = np.asarray(pydicom.pixels.apply_modality_lut(pixels, dataset), np.float64)
+    if not np.isfinite(values).all():
+        raise ImageError("the file's rescale slope or intercept (or its modality LUT) gives values that are not "
+                         "finite")
     grey = voi_grey(values, pixels, dataset, window)
     if photometric == "MONOCHROME1":
         grey = 255.0 - grey

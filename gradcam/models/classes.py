@@ -16,8 +16,17 @@ def imagenet_class_names() -> list[str]:
     return [synonyms[0] for synonyms in imagenet_synonyms()]
 
 
+#: the largest labels file read (a million classes of 60 characters)
+MAX_LABELS_BYTES = 64 * 2**20
+
+
 def read_labels(path: str | Path) -> list[str]:
-    """Read a labels file: one class name per line, blank lines ignored at the end."""
+    """Read a labels file: one class name per line, blank lines ignored at the end. Only a regular file
+    of at most :data:`MAX_LABELS_BYTES` is read (a FIFO or a device would never end)."""
+    if not Path(path).is_file():
+        raise UsageError(f"cannot read labels file {path}: not a regular file")
+    if Path(path).stat().st_size > MAX_LABELS_BYTES:
+        raise UsageError(f"cannot read labels file {path}: more than {MAX_LABELS_BYTES // 2**20} MB")
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:

@@ -227,6 +227,9 @@ def check_model_file(path: Path) -> None:
         raise WeightsError(f"cannot load model {path}: empty file")
     if not (head.startswith(b"PK") or head == b"\x89HDF\r\n\x1a\n"):
         raise WeightsError(f"cannot load model {path}: not a Keras model file (a .keras zip or an HDF5 .h5 file)")
+    if head.startswith(b"PK") and read_config(path) is None:  # Keras would inflate and parse it as it is
+        raise WeightsError(f"cannot load model {path}: its config.json is missing, not JSON, or larger than "
+                           "64 MB (a damaged or crafted .keras file)")
 
 
 def peek_input_rank(path: str | Path) -> int | None:

@@ -20,8 +20,11 @@ _MODEL_CLASSES = ("Functional", "Sequential", "Model")
 def read_config(path: str | Path) -> dict | None:
     """A saved model's configuration, or None when the file has none that can be read (the model is
     then loaded to find out what it is). Nothing in it is run."""
+    import os
     import zipfile
 
+    if not os.path.isfile(path):  # a FIFO or a device: never opened (it could block or never end)
+        return None
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:

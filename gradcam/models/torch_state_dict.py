@@ -29,7 +29,8 @@ MAGIC_NUMBER, PROTOCOL_VERSION = 0x1950A86A20F9469CFC6C, 1001
 MAX_ZIP_DIRECTORY = 1 << 20
 #: what a hostile file can make the standard library raise while it is read
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, struct.error, zipfile.BadZipFile, zipfile.LargeZipFile,
-                zlib.error, NotImplementedError, pickle.UnpicklingError, MemoryError, OverflowError)
+                zlib.error, NotImplementedError, pickle.UnpicklingError, MemoryError, OverflowError,
+                RecursionError)  # RecursionError: a pickle nested too deep to print or walk
 
 
 def _read_legacy(handle, path: Path, expected, max_bytes: int) -> dict[str, np.ndarray]:

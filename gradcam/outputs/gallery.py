@@ -6,6 +6,7 @@ lines of plain JavaScript sort and filter the grid).
 from __future__ import annotations
 
 import html
+import os
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
@@ -57,7 +58,7 @@ def render_gallery(records: list[dict]) -> str:
     shared = frozenset(name for name, count in names.items() if count > 1)
     cards = []
     for r in shown:
-        href = quote(r["overlay"])
+        href = quote(os.fsencode(r["overlay"]))  # a name that is not UTF-8: its bytes
         label = _class_label(r)
         probability = r.get("probability") if isinstance(r.get("probability"), (int, float)) else -1
         cards.append(
@@ -101,5 +102,5 @@ def write_gallery(output_dir: Path) -> Path:
     output_dir = Path(output_dir)
     path = output_dir / GALLERY_NAME
     records = latest_records(output_dir)
-    write_atomic(path, render_gallery(records).encode("utf-8"))
+    write_atomic(path, render_gallery(records).encode("utf-8", errors="replace"))
     return path

@@ -67,11 +67,33 @@ def read_records(source: Path) -> list[dict]:
     for line in text.splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # cut short, damaged, nested too deep, an int too long
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and well_formed(record):
             records.append(record)
     return records
+
+
+#: record fields read back as file names or text: a string (without NUL) or null
+_TEXT_FIELDS = ("input", "status", "overlay", "heatmap", "curves", "planes", "nifti", "class_name", "error", "run")
+
+
+def well_formed(record: dict) -> bool:
+    """True when the fields resume, the gallery and ``gradcam status`` read have their written types; a
+    hand-edited or damaged record fails and is left out (it vouches for nothing)."""
+    def text(value) -> bool:
+        return value is None or (isinstance(value, str) and "\x00" not in value)
+
+    def whole(value) -> bool:
+        return value is None or (type(value) is int)
+
+    touched, files = record.get("touched"), record.get("files")
+    probability = record.get("probability")
+    return (all(text(record.get(key)) for key in _TEXT_FIELDS)
+            and whole(record.get("seq")) and whole(record.get("rank")) and whole(record.get("class_index"))
+            and (probability is None or (type(probability) in (int, float) and probability == probability))
+            and (touched is None or (isinstance(touched, list) and all(text(path) for path in touched)))
+            and (files is None or (isinstance(files, dict) and all(text(path) for path in files))))
 
 
 def input_records(records: list[dict]) -> list[dict]:
@@ -83,13 +105,18 @@ def latest_records(source: Path) -> list[dict]:
     """The newest record per (input, rank) in a manifest or a folder's manifests; a later "skipped"
     keeps the earlier result it skipped."""
     latest: dict[tuple, dict] = {}
+    owner: dict[str, tuple] = {}  # an overlay -> the (input, rank) whose record made or kept it last
     for record in input_records(read_records(source)):
         key = (record.get("input"), record.get("rank") or 1)
         earlier = latest.get(key)
         if record.get("status") == "skipped" and earlier and earlier.get("status") == "ok":
             continue
         latest[key] = record
-    return list(latest.values())
+        if record.get("status") in ("ok", "skipped") and record.get("overlay"):
+            owner[record["overlay"]] = key
+    # an input whose overlay another input's later run has replaced (same output name) no longer has a map
+    return [record for key, record in latest.items()
+            if record.get("status") not in ("ok", "skipped") or owner.get(record.get("overlay")) == key]
 
 
 def trusted_outputs(source: Path | list[dict]) -> dict[str, dict]:
@@ -119,7 +146,7 @@ def file_identity(path: Path) -> dict | None:
     """{"size", "mtime_ns"} of a file as it is now; None when it does not exist."""
     try:
         stat = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a damaged record's name
         return None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -218,6 +245,15 @@ def _installed_version(*distributions: str) -> str | None:
     return None
 
 
+def _line(record: dict) -> bytes:
+    """A record as one UTF-8 JSON line; a file name that is not valid UTF-8 (a lone surrogate from the
+    file system) is written as an escape, which reads back to the same name."""
+    try:
+        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
+
+
 #: the folder's record counter (``seq``), and the lock that serialises every manifest write in it
 SEQUENCE_NAME = ".gradcam-sequence"
 
@@ -255,7 +291,7 @@ class ManifestWriter:
             first = self._read_sequence() + 1
             for offset, record in enumerate(records):
                 record["seq"] = first + offset
-            data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+            data = b"".join(_line(record) for record in records)
             self._append(data)
             self._write_sequence(first + len(records) - 1)
         finally:
