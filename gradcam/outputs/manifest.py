@@ -93,7 +93,8 @@ def well_formed(record: dict) -> bool:
             and whole(record.get("seq")) and whole(record.get("rank")) and whole(record.get("class_index"))
             and (probability is None or (type(probability) in (int, float) and probability == probability))
             and (touched is None or (isinstance(touched, list) and all(text(path) for path in touched)))
-            and (files is None or (isinstance(files, dict) and all(text(path) for path in files))))
+            and (files is None or (isinstance(files, dict) and all(text(path) for path in files))
+                 or (record.get("event") == "start" and isinstance(files, list))))  # a start record's identities
 
 
 def input_records(records: list[dict]) -> list[dict]:
