@@ -156,6 +156,15 @@ def test_clamping_the_coordinate_instead_would_not_be_exact(compiled):
     assert differing > 0 and ulps == 1
 
 
+def test_upsample_keeps_nan_and_values_outside_0_1_as_scipy_does(compiled):
+    """upsample of the public API: a map with NaN goes to SciPy (which spreads it); other values clip alike."""
+    small = np.linspace(-0.5, 1.5, 12, dtype=np.float32).reshape(3, 4)
+    assert same_bits(upsample(small, (7, 9)), oracle_heatmap(small, (7, 9)))
+    small[1, 1] = np.nan
+    assert resample_fast.upsample2d(small, (7, 9)) is None
+    assert same_bits(upsample(small, (7, 9)), oracle_heatmap(small, (7, 9)))
+
+
 def test_nan_and_infinity_are_refused_as_before(compiled):
     cam = np.ones((4, 4), np.float32)
     cam[1, 2] = np.nan
