@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import fused
+from . import png
 from .colour import colorize, draw_outline, get_colormap, overlay
 from .figures import (
     curves_figure,
@@ -80,13 +81,20 @@ def fast_png_encoder():
 
 
 def encode_png(image: np.ndarray, compress_level: int | None = DEFAULT_PNG_COMPRESSION) -> bytes:
-    """A uint8 (H, W, 3) image as PNG bytes. With ``compress_level`` None, fpng when installed (about 25x
-    as fast as zlib level 1 at 640x480, files about as small); otherwise matplotlib's ``imsave`` through
-    Pillow at zlib level ``compress_level`` (1 when None). Pillow decodes both to the same pixels."""
+    """A uint8 (H, W, 3) image as PNG bytes. With ``compress_level`` None: from
+    :data:`~gradcam.outputs.png.GIL_FREE_FROM_PIXELS` pixels on, the GIL-free encoder of :mod:`.png`
+    where python-isal is installed (other threads run meanwhile; files 5-20 % smaller than fpng's);
+    below it, or without python-isal, fpng when installed (about 25x as fast as zlib level 1 at 640x480,
+    files about as small); otherwise matplotlib's ``imsave`` through Pillow at zlib level
+    ``compress_level`` (1 when None). Pillow decodes them all to the same pixels."""
     image = np.asarray(image)
-    encoder = fast_png_encoder() if compress_level is None else None
-    if encoder is not None and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        return encoder.from_ndarray(np.ascontiguousarray(image))
+    if compress_level is None and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        data = png.encode_gil_free(image) if image.shape[0] * image.shape[1] >= png.GIL_FREE_FROM_PIXELS else None
+        encoder = fast_png_encoder() if data is None else None
+        if encoder is not None:
+            data = encoder.from_ndarray(np.ascontiguousarray(image))
+        if data is not None:
+            return data
     import matplotlib.image
 
     level = FALLBACK_ZLIB_LEVEL if compress_level is None else compress_level
