@@ -262,7 +262,8 @@ def request_of(args: argparse.Namespace) -> dict:
     the same outputs (from the same inputs), so a rerun can skip up-to-date outputs without loading
     the model."""
     from ._version import __version__ as version  # read now: the installed version
-    from .outputs.manifest import describe_file, library_versions
+    from ._version import library_versions
+    from .outputs.manifest import describe_file
 
     builtin = args.model.lower() in MODEL_NAMES
     model = args.model.lower() if builtin else args.model

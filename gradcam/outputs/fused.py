@@ -39,6 +39,13 @@ def prepare() -> bool:
     return resample_fast.load(wait=True)
 
 
+def expect(pixels: int) -> None:
+    """A run says how many photo pixels it plans to draw: from :data:`WARM_AFTER_PIXELS` on, the kernel's
+    background load starts now, so the run's first overlays already take the fused path. Never waits."""
+    if pixels >= WARM_AFTER_PIXELS and resample_fast.KERNEL.compiled is None:
+        resample_fast.load(wait=False)
+
+
 def _ready(pixels: int) -> bool:
     """Whether the fused kernel is compiled. If not, counts this render's ``pixels`` and starts the
     background load once the reference path has rendered :data:`WARM_AFTER_PIXELS` before it. Never waits."""

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import OutputError
+from .._version import library_versions
 from ..inputs.identity import DIGESTS
+from .wellformed import well_formed
 from ..names import MANIFEST_NAME, SHARD_MANIFEST_PATTERN
 
 try:
@@ -72,29 +74,6 @@ def read_records(source: Path) -> list[dict]:
         if isinstance(record, dict) and well_formed(record):
             records.append(record)
     return records
-
-
-#: record fields read back as file names or text: a string (without NUL) or null
-_TEXT_FIELDS = ("input", "status", "overlay", "heatmap", "curves", "planes", "nifti", "class_name", "error", "run")
-
-
-def well_formed(record: dict) -> bool:
-    """True when the fields resume, the gallery and ``gradcam status`` read have their written types; a
-    hand-edited or damaged record fails and is left out (it vouches for nothing)."""
-    def text(value) -> bool:
-        return value is None or (isinstance(value, str) and "\x00" not in value)
-
-    def whole(value) -> bool:
-        return value is None or (type(value) is int)
-
-    touched, files = record.get("touched"), record.get("files")
-    probability = record.get("probability")
-    return (all(text(record.get(key)) for key in _TEXT_FIELDS)
-            and whole(record.get("seq")) and whole(record.get("rank")) and whole(record.get("class_index"))
-            and (probability is None or (type(probability) in (int, float) and probability == probability))
-            and (touched is None or (isinstance(touched, list) and all(text(path) for path in touched)))
-            and (files is None or (isinstance(files, dict) and all(text(path) for path in files))
-                 or (record.get("event") == "start" and isinstance(files, list))))  # a start record's identities
 
 
 def input_records(records: list[dict]) -> list[dict]:
@@ -227,23 +206,6 @@ def run_settings(explainer, options) -> dict:
 def describe_file(name: str | None) -> str | None:
     """'sha256:HEX' of an existing file's content (cached: see :mod:`gradcam.identity`), else None."""
     return DIGESTS.digest(name)
-
-
-def library_versions() -> dict[str, str | None]:
-    """The installed TensorFlow and Keras versions, read from their metadata (neither is imported)."""
-    return {"tensorflow": _installed_version("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"),
-            "keras": _installed_version("keras", "keras-nightly")}
-
-
-def _installed_version(*distributions: str) -> str | None:
-    from importlib import metadata
-
-    for name in distributions:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _line(record: dict) -> bytes:

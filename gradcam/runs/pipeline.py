@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 from ..errors import OutputError, UsageError
 from ..inputs.discovery import InputImage
+from ..inputs.images import photo_bytes
 from ..inputs.masks import load_mask
 from ..outputs.manifest import (
     ManifestWriter,
@@ -23,6 +24,7 @@ from ..outputs.manifest import (
     run_settings,
     start_record,
 )
+from ..outputs import fused
 from ..outputs.paths import prepare_output_dir, select_shard
 from .decode import Decoded, DecodeStage
 # OUTPUT_KEYS, write_gallery_safely and skip_if_up_to_date are imported from here too (cli, api, distributed)
@@ -172,6 +174,8 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions,
     from .._version import __version__
 
     items = select_shard(items, options.shard)
+    if items and not explainer.volumetric:  # a large run loads the fused render's kernel from its start
+        fused.expect(len(items) * photo_bytes(items[0].path) // 3)
     folder_run = _FolderRun(explainer, options, on_record, len(items), previous, scorer, run_id)
     records = folder_run.records
     try:
