@@ -3,6 +3,7 @@ model, each with its identity taken first, and its segmentation region on the mo
 from __future__ import annotations
 
 import collections
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -53,7 +54,7 @@ class DecodeStage:
         else:
             future = self.pool.submit(_identify_and_read, load_for_model, item.path, explainer.input_size,
                                       options.max_pixels, options.max_size, options.window)
-        self.pending.append((item, future, photo_bytes(item.path)))
+        self.pending.append((item, future, photo_bytes(item.path) if os.path.isfile(item.path) else 0))
 
     def take(self) -> Decoded | None:
         """The oldest pending input once read; None when it could not be read (its error is recorded)."""
@@ -96,5 +97,8 @@ class DecodeStage:
 
 def _identify_and_read(read: Callable, path, *args) -> tuple[dict | None, tuple]:
     """(the input's identity, taken first, ``read(path, *args)``): a file changed while it is read
-    then matches no record, and is explained again by the next run."""
+    then matches no record, and is explained again by the next run. A pipe, device or socket is refused
+    unopened (reading one could block the run for ever)."""
+    if not os.path.isfile(path):
+        raise ImageError("not a regular file (a pipe, a device or a socket)")
     return DIGESTS.identity(path), read(path, *args)

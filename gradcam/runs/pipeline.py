@@ -174,7 +174,7 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions,
     from .._version import __version__
 
     items = select_shard(items, options.shard)
-    if items and not explainer.volumetric:  # a large run loads the fused render's kernel from its start
+    if items and not explainer.volumetric and items[0].path.is_file():  # a large run: the fused kernel from the start
         fused.expect(len(items) * photo_bytes(items[0].path) // 3)
     folder_run = _FolderRun(explainer, options, on_record, len(items), previous, scorer, run_id)
     records = folder_run.records
