@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import ImageError
 from .discovery import is_volume_name
-from .medical import dicom_size, is_dicom_file, is_nifti_name, read_dicom
-from .volumes import volume_shape
+from .headers import has_orientation, image_size, photo_bytes  # image_size, photo_bytes: imported from here too
+from .medical import is_dicom_file, is_nifti_name, read_dicom
 
 #: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
 DEFAULT_MAX_PIXELS: int = 100_000_000
@@ -35,14 +35,28 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         ImageError: the file is not a readable image, or has more than
             ``max_pixels`` pixels (checked from the header, before decoding).
     """
-    from PIL import Image, ImageOps
+    _check_2d(path, max_pixels)
+    if is_dicom_file(path):
+        return _rounded_rgb(_dicom_values(path, window, max_pixels))
+    return _array_of(_decode(path, max_pixels))
+
+
+def _check_2d(path: str | os.PathLike, max_pixels: int) -> None:
+    """Refuse a volume file; let Pillow open images of up to ``max_pixels`` pixels."""
+    from PIL import Image
 
     if is_volume_name(path):
         raise volume_refused(path)
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels  # only ever raised, as the caller asked
-    if is_dicom_file(path):
-        return _rounded_rgb(_dicom_values(path, window, max_pixels))
+
+
+def _decode(path: str | os.PathLike, max_pixels: int):
+    """A non-DICOM image file's upright RGB photo, decoded by Pillow, as :func:`_rgb_of` gives it: a
+    Pillow image in mode RGB (resized for the model as it is), or a uint8 (H, W, 3) array for 16-bit and
+    float images. Checks and errors as :func:`load_image`."""
+    from PIL import Image, ImageOps
+
     check_not_empty(path)
     try:
         with warnings.catch_warnings():
@@ -58,8 +72,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                     raise ImageError(f"image has no pixels ({width}x{height})")
                 image.seek(0)
                 image.load()
-                upright = ImageOps.exif_transpose(image) if _has_orientation(image) else image
-                rgb = pil_to_rgb(upright)
+                rgb = _rgb_of(ImageOps.exif_transpose(image) if has_orientation(image) else image)
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -69,7 +82,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError("not enough memory to decode this image") from None
     except Exception as exc:  # Pillow raises many types for bad files
         raise ImageError(f"not a readable image ({describe_error(exc)})") from None
-    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+    height, width = rgb.shape[:2] if isinstance(rgb, np.ndarray) else rgb.size[::-1]
+    if height * width > max_pixels:
         raise ImageError(f"image is too large: more than {max_pixels:,} pixels")
     return rgb
 
@@ -99,13 +113,6 @@ def _pixels(path) -> str:
     return f"{width}x{height} pixels is "
 
 
-def _has_orientation(image) -> bool:
-    try:
-        return image.getexif().get(0x0112, 1) not in (1, None)
-    except Exception:
-        return False
-
-
 def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "cannot identify image file" in text:
@@ -116,6 +123,12 @@ def describe_error(exc: BaseException) -> str:
 def pil_to_rgb(image) -> np.ndarray:
     """Convert a loaded Pillow image of any mode to a uint8 (H, W, 3) array (a new array): 16-bit and
     float images scaled to 8 bits, transparency composited on white."""
+    return _array_of(_rgb_of(image))
+
+
+def _rgb_of(image):
+    """A loaded Pillow image as RGB: a Pillow image in mode RGB (``image`` itself when it is one, without
+    transparency: no copy), or for 16-bit and float images a new uint8 (H, W, 3) array scaled to 8 bits."""
     from PIL import Image
 
     mode = image.mode
@@ -135,10 +148,15 @@ def pil_to_rgb(image) -> np.ndarray:
     if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        rgb_image = Image.alpha_composite(background, rgba).convert("RGB")
-    else:
-        rgb_image = image.convert("RGB")
-    array = np.asarray(rgb_image, dtype=np.uint8)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if mode == "RGB" else image.convert("RGB")
+
+
+def _array_of(rgb) -> np.ndarray:
+    """uint8 (H, W, 3) of :func:`_rgb_of`'s result (an array is returned as it is)."""
+    if isinstance(rgb, np.ndarray):
+        return rgb
+    array = np.asarray(rgb, dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"unexpected pixel layout {array.shape}")
     return np.ascontiguousarray(array)
@@ -162,39 +180,6 @@ def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32)
 
 
-#: EXIF orientations that turn the stored image a quarter turn: the upright width is the stored height
-_QUARTER_TURNS = (5, 6, 7, 8)
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(width, height) of an image file as it is shown, upright (its EXIF orientation applied, as
-    :func:`load_image` does), from its header alone; None when the header cannot be read."""
-    from PIL import Image
-
-    if is_dicom_file(path):
-        return dicom_size(path)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                width, height = image.size
-                turned = _has_orientation(image) and image.getexif().get(0x0112) in _QUARTER_TURNS
-                return (height, width) if turned else (width, height)
-    except Exception:
-        return None
-
-
-def photo_bytes(path: str | os.PathLike) -> int:
-    """Bytes of the decoded RGB photo (width x height x 3), or of a volume file's float32 voxels, read
-    from the file's header alone; 0 when the header cannot be read (decoding then reports the error)."""
-    if is_volume_name(path):
-        shape = volume_shape(path)
-        return 4 * int(np.prod(shape)) if shape else 0
-    size = image_size(path)
-    return size[0] * size[1] * 3 if size else 0
-
-
 def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
                    max_size: int | None = None, window: tuple[float, float] | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -215,8 +200,16 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     if is_dicom_file(path):  # full depth until the model's input
         values = _dicom_values(path, window, max_pixels)
         return shrink(_rounded_rgb(values), max_size), resize_values_for_model(values, size)
-    photo = load_image(path, max_pixels)
-    return shrink(photo, max_size), resize_for_model(photo, size)
+    from PIL import Image
+
+    _check_2d(path, max_pixels)
+    rgb = _decode(path, max_pixels)  # Pillow's image is resized as it is: no array and back
+    image = Image.fromarray(rgb) if isinstance(rgb, np.ndarray) else rgb
+    height, width = size
+    model_input = np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    smaller = _shrunk_size(image.size, max_size)
+    photo = _array_of(rgb) if smaller is None else np.asarray(image.resize(smaller, Image.BILINEAR))
+    return photo, model_input
 
 
 def check_not_empty(path: str | os.PathLike) -> None:
@@ -258,10 +251,19 @@ def shrink(photo: np.ndarray, max_size: int | None) -> np.ndarray:
     """The photo with its longer side at most ``max_size`` (aspect ratio kept, Pillow's antialiased
     bilinear filter); unchanged when it already fits or ``max_size`` is None."""
     height, width = photo.shape[:2]
-    if max_size is None or max(height, width) <= max_size:
+    smaller = _shrunk_size((width, height), max_size)
+    if smaller is None:
         return photo
     from PIL import Image
 
+    return np.asarray(Image.fromarray(photo).resize(smaller, Image.BILINEAR))
+
+
+def _shrunk_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int] | None:
+    """(width, height) of a photo of ``size`` (width, height) with its longer side at ``max_size``, the
+    aspect ratio kept; None when it already fits or ``max_size`` is None."""
+    width, height = size
+    if max_size is None or max(height, width) <= max_size:
+        return None
     scale = max_size / max(height, width)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(photo).resize(new_size, Image.BILINEAR))
+    return max(1, round(width * scale)), max(1, round(height * scale))
