@@ -86,6 +86,16 @@ def load(wait: bool) -> bool:
     return KERNEL.compiled is not None
 
 
+def wait_loaded(timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for a load in progress (none started: no wait); whether the kernel
+    is ready now."""
+    with _LOCK:
+        loader = _LOADER
+    if loader is not None and KERNEL.compiled is None and timeout > 0:
+        loader.join(timeout)
+    return KERNEL.compiled is not None
+
+
 def scipy_sizes_agree(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
     """Whether ``scipy.ndimage.zoom`` gives exactly ``out_shape`` for the factors ``zoom_to`` asks (it
     rounds ``n_in * (n_out / n_in)``); where it would not, ``zoom_to`` crops or pads and the caller takes

@@ -5,14 +5,17 @@ reference path (:func:`reference_render`: SciPy's zoom, the colormap lookup and 
 :mod:`.colour`): the upsample replays SciPy's arithmetic, the colour index is matplotlib's ``floor(v * 256)``
 (1.0 -> 255) and the blend is :func:`~gradcam.outputs.colour._blend_table`'s uint8 table, indexed the same way.
 
-numba is loaded lazily and never waited for: renders take the reference path until the process has rendered
+numba is loaded lazily: renders take the reference path until the process has rendered
 :data:`WARM_AFTER_PIXELS` through it (a single-photo run never imports numba); the next render starts a
 background thread that imports numba and loads (the first time: compiles and caches) the kernel, and
-renders take the fused path once it is ready. The outputs are the same either way; only the time differs.
+renders take the fused path once it is ready. A run that plans that many pixels starts the load at its start
+(:func:`expect`), and its renders wait for it, at most :data:`LOAD_WAIT_SECONDS` from the load's start, rather
+than draw through the reference path meanwhile. The outputs are the same either way; only the time differs.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -25,8 +28,18 @@ from .colour import _blend_table, _lookup_table, overlay
 #: ns): ~80 photos of 640x480, two of 12 megapixels; a run that stops before pays at most what it saved
 WARM_AFTER_PIXELS = 24_000_000
 
+#: how long the renders of a run that :func:`expect`\ s many pixels wait, from the start of the kernel's load,
+#: for the kernel rather than draw through the reference path: numba's import and the cached kernel's load
+#: take about 1 s of CPU (0.5-2 s on a busy 2-core machine), and the overlays drawn meanwhile through SciPy
+#: cost 5-8x the fused path's CPU (47 of 192 photos of 640x480 in benchmarks/throughput.py: +2-3 CPU-ms a
+#: photo). Where the kernel is not cached yet (the first run after installing: a 2-6 s compile) the renders
+#: stop waiting at this deadline and take the reference path until it is compiled.
+LOAD_WAIT_SECONDS = 3.0
+
 _REFERENCE_PIXELS = [0]
 _COUNT_LOCK = threading.Lock()
+#: time.monotonic() until which renders wait for the kernel's load (set by :func:`expect`)
+_WAIT_UNTIL = [0.0]
 
 
 def available() -> bool:
@@ -41,15 +54,21 @@ def prepare() -> bool:
 
 def expect(pixels: int) -> None:
     """A run says how many photo pixels it plans to draw: from :data:`WARM_AFTER_PIXELS` on, the kernel's
-    background load starts now, so the run's first overlays already take the fused path. Never waits."""
+    background load starts now, and renders wait for it (at most :data:`LOAD_WAIT_SECONDS` from now), so the
+    run's first overlays already take the fused path. Never waits itself."""
     if pixels >= WARM_AFTER_PIXELS and resample_fast.KERNEL.compiled is None:
-        resample_fast.load(wait=False)
+        if not resample_fast.load(wait=False):
+            _WAIT_UNTIL[0] = max(_WAIT_UNTIL[0], time.monotonic() + LOAD_WAIT_SECONDS)
 
 
 def _ready(pixels: int) -> bool:
-    """Whether the fused kernel is compiled. If not, counts this render's ``pixels`` and starts the
-    background load once the reference path has rendered :data:`WARM_AFTER_PIXELS` before it. Never waits."""
+    """Whether the fused kernel is compiled. If not, waits for a load that :func:`expect` started (until its
+    deadline); else counts this render's ``pixels`` and starts the background load once the reference path
+    has rendered :data:`WARM_AFTER_PIXELS` before it, without waiting."""
     if resample_fast.KERNEL.compiled is not None:
+        return True
+    remaining = _WAIT_UNTIL[0] - time.monotonic()
+    if remaining > 0 and resample_fast.wait_loaded(remaining):
         return True
     with _COUNT_LOCK:
         before = _REFERENCE_PIXELS[0]

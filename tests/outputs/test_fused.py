@@ -242,6 +242,51 @@ def test_the_load_waits_for_enough_pixels_through_the_reference_path(monkeypatch
     assert loads == [False]
 
 
+def test_a_run_that_expects_many_pixels_waits_for_the_kernel_until_the_deadline(compiled, monkeypatch):
+    """expect() starts the load; renders then wait for it (no overlay through SciPy meanwhile), but never past
+    LOAD_WAIT_SECONDS from the load's start (an uncached compile): then the reference path, without waiting."""
+    import threading
+    import time
+
+    photo = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    cam = np.random.default_rng(6).random((4, 4)).astype(np.float32)
+    expected = reference_call(photo, cam, 0.4, "jet", True)
+    for load_seconds, deadline, fused_path in [(0.3, 5.0, True), (30.0, 0.3, False)]:
+        calls, release = [], threading.Event()
+
+        def kernel(*args):
+            calls.append(1)
+            return compiled(*args)
+
+        def slow_load():
+            if release.wait(load_seconds):
+                return
+            resample_fast.KERNEL.compiled = kernel
+
+        monkeypatch.setattr(resample_fast.KERNEL, "compiled", None)
+        monkeypatch.setattr(fused, "_WAIT_UNTIL", [0.0])
+        monkeypatch.setattr(fused, "LOAD_WAIT_SECONDS", deadline)
+        monkeypatch.setattr(fused, "_REFERENCE_PIXELS", [0])
+        monkeypatch.setattr(resample_fast, "available", lambda: True)
+        monkeypatch.setattr(resample_fast, "_LOADER", None)
+        monkeypatch.setattr(resample_fast.KERNEL, "compile", slow_load)
+        fused.expect(fused.WARM_AFTER_PIXELS - 1)  # too few pixels: no load
+        assert resample_fast._LOADER is None and fused._WAIT_UNTIL == [0.0]
+        fused.expect(fused.WARM_AFTER_PIXELS)
+        start = time.monotonic()
+        image, heatmap, _ = fused.render(photo, cam, 0.4, "jet", True)
+        waited = time.monotonic() - start
+        assert same_bits(image, expected[0]) and same_bits(heatmap, expected[1])
+        assert (calls == [1]) == fused_path
+        assert (0.2 < waited < 5.0) if fused_path else (0.2 < waited < 2.0)
+        if not fused_path:  # past the deadline: no second wait
+            start = time.monotonic()
+            fused.render(photo, cam, 0.4, "jet", False)
+            assert time.monotonic() - start < 0.2 and calls == []
+        release.set()
+        resample_fast._LOADER.join()
+
+
 def test_scratch_buffers_are_per_thread_and_reused(compiled):
     import threading
 
