@@ -19,6 +19,8 @@ _LAZY = {
     "explain": "api", "Explanation": "api",
     "run": "api", "RunOptions": "runs.pipeline", "Summary": "runs.status",
     "faithfulness_scores": "metrics.faithfulness", "Faithfulness": "metrics.faithfulness",
+    "evaluate": "metrics.evaluate", "EvaluationTable": "metrics.evaluate", "Ranking": "metrics.ranking",
+    "atlas": "metrics.atlas", "compare": "metrics.compare",
     "sanity_check": "metrics.sanity", "cascading_randomization": "metrics.sanity", "SanityReport": "metrics.sanity",
     "Explainer": "explainers.explainer", "BatchResult": "explainers.results", "METHODS": "explainers.methods",
     "load_classifier": "models.loading", "Classifier": "models.loading", "ARCHITECTURES": "names",

@@ -260,9 +260,14 @@ def explain(model: Any, images: Any, layer: str | None = None, method: str = "gr
 
 
 def scorer_for(options: RunOptions):
-    """The faithfulness scorer (:func:`~gradcam.metrics.faithfulness.faithfulness_scores`) when
-    ``options.evaluate`` asks for scores, else None."""
-    return faithfulness_scores if options.evaluate else None
+    """The run's scorer when ``options.evaluate`` asks for scores (a
+    :class:`~gradcam.metrics.evaluation.Evaluator` of ``options.evaluation``; without those settings,
+    deletion, insertion and average drop alone), else None."""
+    if not options.evaluate:
+        return None
+    from .metrics.evaluation import EvaluationSettings, Evaluator
+
+    return Evaluator(EvaluationSettings.from_record(options.evaluation, options.steps))
 
 
 def run(explainer: Explainer, items, options: RunOptions, on_record=None, previous: dict | None = None,

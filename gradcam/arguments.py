@@ -11,6 +11,7 @@ from .errors import UsageError
 from .inputs.images import DEFAULT_MAX_PIXELS
 from .inputs.medical import parse_window
 from .names import (
+    METRIC_FAMILIES,
     DEFAULT_BATCH_SIZE,
     IMAGE_EXTENSIONS,
     METHOD_NAMES,
@@ -20,8 +21,10 @@ from .names import (
 )
 
 SUBCOMMANDS = {
-    "evaluate": "Explain the inputs and score each heatmap's faithfulness: deletion and insertion AUC "
-                "(Petsiuk et al., 2018) and average drop (Chattopadhay et al., 2018).",
+    "evaluate": "Explain the inputs and score each heatmap: faithfulness (deletion, insertion, average drop), "
+                "ROAD, complexity, and with --boxes or --masks localisation (pointing game, energy pointing "
+                "game, relevance mass and rank); max-sensitivity on request; each beside a random and a Sobel "
+                "edge map of the same photo. --methods ranks several methods metric by metric.",
     "sanity": "Model-randomisation sanity check (Adebayo et al., 2018): re-initialise the model's layers "
               "from the top down and report how much the heatmaps change.",
 }
@@ -32,8 +35,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="gradcam" + (f" {command}" if command else ""),
         description=SUBCOMMANDS.get(command) or (
             "Explain an image classifier's predictions with Grad-CAM heatmaps laid over the photos. "
-            "Also: 'gradcam evaluate INPUT...' (faithfulness scores), 'gradcam sanity INPUT...' "
-            "(model-randomisation test) and 'gradcam status OUTPUT' (progress of sharded runs)."),
+            "Also: 'gradcam evaluate INPUT...' (scores, method ranking), 'gradcam sanity INPUT...' "
+            "(model-randomisation test), 'gradcam status OUTPUT' (progress of sharded runs), 'gradcam atlas "
+            "OUTPUT' (where the model looks across a dataset) and 'gradcam compare A B' (two runs' maps)."),
         epilog=(f"Image files read from folders: {' '.join(IMAGE_EXTENSIONS)} (any case; for a volumetric "
                 f"(3-D) model, volumes: {' '.join(VOLUME_EXTENSIONS)}); hidden files "
                 "and other files are ignored. Exit status: 0 all explained, 1 some input failed or the "
@@ -114,6 +118,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     scores.add_argument("--steps", type=int, default=20, metavar="N",
                         help="deletion/insertion steps (default: %(default)s)")
     scores.add_argument("--plot", action="store_true", help="save the deletion/insertion curves as NAME.curves.png")
+    if command == "evaluate":
+        _evaluation_arguments(parser.add_argument_group("evaluation (gradcam evaluate)"))
     if command == "sanity":
         sanity = parser.add_argument_group("model randomisation (gradcam sanity)")
         sanity.add_argument("--draws", type=_at_least_one, default=3, metavar="N",
@@ -138,6 +144,50 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                      help="with --ray: actors, each holding one explainer (default: one per GPU, else 1)")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
     return parser
+
+
+def _evaluation_arguments(group) -> None:
+    group.add_argument("--metrics", type=_words, default=None, metavar="LIST",
+                       help=f"metric families, comma-separated, from {', '.join(METRIC_FAMILIES)} (default: "
+                            "faithfulness,road,complexity, and localisation with --boxes or --masks)")
+    group.add_argument("--boxes", default=None, metavar="FILE",
+                       help="ground truth: a CSV of image,x0,y0,x1,y1[,class] or a COCO JSON, boxes in each "
+                            "original photo's (upright) pixels")
+    group.add_argument("--masks", default=None, metavar="DIR",
+                       help="ground truth: a folder with a mask image per input (same relative path), non-zero "
+                            "on the object")
+    group.add_argument("--tolerance", type=float, default=15.0, metavar="PX",
+                       help="pointing game: a hit within this many photo pixels of the object (default: %(default)s)")
+    group.add_argument("--road-percentiles", type=_numbers, default=None, metavar="LIST",
+                       help="ROAD: the percentages of pixels removed, comma-separated (default: 10,20,...,90)")
+    group.add_argument("--sensitivity-samples", type=int, default=10, metavar="N",
+                       help="max-sensitivity (--metrics ...,robustness): noisy copies explained per image "
+                            "(default: %(default)s)")
+    group.add_argument("--sensitivity-radius", type=float, default=None, metavar="R",
+                       help="max-sensitivity: uniform noise in [-R, R] on pixels of 0-255")
+    group.add_argument("--no-baselines", dest="baselines", action="store_false",
+                       help="do not also score a random map and a Sobel edge map of each photo")
+    group.add_argument("--methods", type=_words, default=None, metavar="LIST",
+                       help="rank these methods (comma-separated) on the inputs: each into OUTPUT/METHOD/, the "
+                            "table into OUTPUT/ranking.csv and ranking.png")
+    group.add_argument("--seed", type=int, default=0, metavar="S",
+                       help="seed of the random baseline, ROAD's noise and max-sensitivity's (default: %(default)s)")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """'a,b, c' -> ('a', 'b', 'c'); an empty list is a usage error."""
+    words = tuple(word.strip().lower() for word in text.split(",") if word.strip())
+    if not words:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing (a comma-separated list)")
+    return words
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    """'10,20.5' -> (10.0, 20.5); anything else is a usage error."""
+    try:
+        return tuple(float(word) for word in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -215,70 +265,3 @@ def check_options(args: argparse.Namespace) -> None:
         load_mask(args.mask)  # readable, not empty
     from .outputs.render import get_colormap
     get_colormap(args.colormap)
-
-
-#: the classes of the built-in (ImageNet) models
-IMAGENET_CLASSES = 1000
-
-
-def check_model_options(args: argparse.Namespace) -> None:
-    """What can be checked of --model, --weights, --preprocess, --labels, --layer, --class, --class-index
-    and --top-k without loading the model (and TensorFlow): unknown names (layers from the model file's
-    configuration or the built-in model's shipped list), missing or broken files, class indices and
-    ranks past the known classes, class names not among the known ones."""
-    from .models.classes import read_labels
-    from .models.loading import check_model_request
-
-    check_model_request(args.model, args.weights, args.preprocess)
-    builtin = args.model.lower() in MODEL_NAMES
-    classes = None
-    if args.labels is not None:
-        classes = len(read_labels(args.labels))
-    elif builtin:
-        classes = IMAGENET_CLASSES
-    if classes is not None and args.top_k > classes:
-        raise UsageError(f"--top-k must be between 1 and the number of classes ({classes}), not {args.top_k}")
-    if builtin and args.class_index is not None and args.class_index >= IMAGENET_CLASSES:
-        raise UsageError(f"class index {args.class_index} is out of range: the model has {IMAGENET_CLASSES} "
-                         f"classes (0-{IMAGENET_CLASSES - 1})")
-    if args.class_name is not None and (builtin or args.labels is not None):
-        from .models.classes import find_class, imagenet_synonyms
-
-        if args.labels is not None:
-            find_class(args.class_name, read_labels(args.labels))
-        else:
-            synonyms = imagenet_synonyms()
-            find_class(args.class_name, [group[0] for group in synonyms], synonyms)
-    if args.layer is not None:
-        from .models.model_config import builtin_layer_names, check_layer_name, config_layer_names, read_config
-
-        check_layer_name(args.layer, builtin_layer_names(args.model) if builtin
-                         else config_layer_names(read_config(args.model)))
-
-
-def request_of(args: argparse.Namespace) -> dict:
-    """Everything the command line asked for that shapes the outputs, with the content digest of every
-    file it names and the versions of gradcam, TensorFlow and Keras: two runs with equal requests make
-    the same outputs (from the same inputs), so a rerun can skip up-to-date outputs without loading
-    the model."""
-    from ._version import __version__ as version  # read now: the installed version
-    from ._version import library_versions
-    from .outputs.manifest import describe_file
-
-    builtin = args.model.lower() in MODEL_NAMES
-    model = args.model.lower() if builtin else args.model
-    return {
-        "version": version, **library_versions(), "model": model,
-        "model_file": None if builtin else describe_file(args.model),
-        "weights": args.weights, "weights_file": describe_file(args.weights), "preprocess": args.preprocess,
-        "labels": args.labels, "labels_file": describe_file(args.labels), "layer": args.layer,
-        "output": args.model_output, "region": list(args.region) if args.region else None,
-        "mask": args.mask, "mask_file": describe_file(args.mask),
-        "window": list(args.window) if args.window else None,
-        "method": args.method, "eigen_smooth": args.eigen_smooth, "aug_smooth": args.aug_smooth,
-        "max_channels": args.max_channels, "extra_tokens": args.extra_tokens, "class_index": args.class_index,
-        "class_name": args.class_name, "top_k": args.top_k, "alpha": args.alpha, "colormap": args.colormap,
-        "panel": args.panel, "save_npy": args.save_npy, "png_compression": args.png_compression,
-        "max_size": args.max_size, "evaluate": bool(args.evaluate or args.plot),
-        "steps": args.steps if (args.evaluate or args.plot) else None, "plot": args.plot,
-    }

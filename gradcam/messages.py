@@ -63,12 +63,17 @@ def summary_line(summary, output_dir: Path, sharded: bool) -> str:
 
 
 def means_line(label: str, means: dict[str, float]) -> str | None:
-    """'gradcam: LABEL: deletion auc 0.123, average drop 4.500%, ...'; None without means."""
+    """'gradcam: LABEL: deletion auc 0.123, average drop 4.500%, ...', then one line per baseline
+    ('BASELINE:key' means: '  baseline random: ...'); None without means."""
     if not means:
         return None
-    return f"gradcam: {label}: " + ", ".join(f"{key.replace('_', ' ')} {value:.3f}"
-                                             + ("%" if key == "average_drop" else "")
-                                             for key, value in means.items())
+    groups: dict[str, list[str]] = {}
+    for key, value in means.items():
+        who, _, name = key.rpartition(":")
+        groups.setdefault(who, []).append(f"{name.replace('_', ' ')} {value:.3f}" + ("%" if name == "average_drop" else ""))
+    lines = [f"gradcam: {label}: " + ", ".join(groups.pop("", []) or ["none"])]
+    lines += [f"gradcam:   baseline {who}: " + ", ".join(parts) for who, parts in groups.items()]
+    return "\n".join(lines)
 
 
 def shards_line(status, output_dir: Path) -> str:

@@ -92,5 +92,32 @@ def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.6, quote: 
     return f"; choose from {', '.join(choices)}" if list_all else ""
 
 
-#: the faithfulness scores whose means over a folder are printed and shown (gradcam.metrics.faithfulness)
+#: the faithfulness scores of a deletion/insertion run (gradcam.metrics.faithfulness)
 MEAN_KEYS: tuple[str, ...] = ("deletion_auc", "insertion_auc", "average_drop")
+
+#: ``gradcam evaluate --metrics`` families, in the order tables list them (gradcam.metrics.evaluation)
+METRIC_FAMILIES: tuple[str, ...] = ("faithfulness", "road", "localisation", "complexity", "robustness")
+
+#: the maps every metric is also computed for, so each score has a floor beside it (gradcam.metrics.baselines)
+BASELINE_NAMES: tuple[str, ...] = ("random", "sobel")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score a record may carry: its key, its family and whether higher is better."""
+
+    key: str
+    family: str
+    higher_is_better: bool
+
+
+#: every per-image score whose folder mean is printed, shown in the gallery and ranked across methods
+METRICS: tuple[Metric, ...] = (
+    Metric("deletion_auc", "faithfulness", False), Metric("insertion_auc", "faithfulness", True),
+    Metric("average_drop", "faithfulness", False), Metric("road_combined", "road", True),
+    Metric("pointing_game", "localisation", True), Metric("energy_pointing_game", "localisation", True),
+    Metric("relevance_mass", "localisation", True), Metric("relevance_rank", "localisation", True),
+    Metric("sparseness", "complexity", True), Metric("complexity", "complexity", False),
+    Metric("max_sensitivity", "robustness", False),
+)
+METRIC_KEYS: tuple[str, ...] = tuple(metric.key for metric in METRICS)

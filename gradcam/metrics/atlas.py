@@ -120,3 +120,4 @@ def _score_class(members: list[tuple[AtlasImage, np.ndarray]], border: float) ->
     truth = sum(1 for a, b in zip(outside, pointing) if a is not None or b is not None)
     return AtlasClass(images[0].class_index, name, count, total / count, _mean([i.border_share for i in images]),
                       _mean(outside), _mean(pointing), truth), images
+atlas = build_atlas  # gradcam.atlas(OUTPUT): the public name

@@ -119,3 +119,4 @@ def compare_runs(output_a: Path, output_b: Path, top_share: float = 0.2, worst: 
     only_b = sorted(record.get("input") or "?" for key, record in found_b.items() if key not in found_a)
     return Comparison(output_a, output_b, float(top_share), worst, pairs, only_a, only_b, missing_a, missing_b,
                       duplicates_a + duplicates_b, (most_common(records_a, "method"), most_common(records_b, "method")))
+compare = compare_runs  # gradcam.compare(A, B): the public name

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .manifest import latest_records
-from ..names import GALLERY_NAME
+from ..names import BASELINE_NAMES, GALLERY_NAME, METRICS
 from .render import write_atomic
 
 
@@ -48,8 +48,39 @@ def _class_label(record: dict) -> str:
     return ""
 
 
-def render_gallery(records: list[dict]) -> str:
-    """HTML text of the gallery for manifest records."""
+#: pages other commands write into an output folder, linked from the gallery when they are there
+LINKED_PAGES = (("atlas.html", "atlas: where the model looks, class by class"),
+                ("compare.html", "comparison with another run"))
+
+
+def _scores_table(records: list[dict]) -> str:
+    """The folder means of every score the records carry (``gradcam evaluate``), the map's beside its
+    baselines'; '' when no record has a score."""
+    columns = [("map", None), *((name, name) for name in BASELINE_NAMES)]
+    rows = []
+    for metric in METRICS:
+        cells = []
+        for _, baseline in columns:
+            values = [v for r in records for v in [_score(r, baseline, metric.key)] if v is not None]
+            cells.append(f"{sum(values) / len(values):.3f}" if values else "")
+        if any(cells):
+            better = "higher" if metric.higher_is_better else "lower"
+            rows.append(f"<tr><td>{metric.key} ({better} is better)</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{name}</th>" for name, _ in columns)
+    return f'<h2>Score means</h2><table id="scores"><tr><th>metric</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _score(record: dict, baseline: str | None, key: str) -> float | None:
+    scores = record if baseline is None else (record.get("baselines") or {}).get(baseline)
+    value = scores.get(key) if isinstance(scores, dict) else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return float(value) if ok and (record.get("rank") or 1) == 1 else None
+
+
+def render_gallery(records: list[dict], linked: tuple[tuple[str, str], ...] = ()) -> str:
+    """HTML text of the gallery for manifest records, with links to the ``linked`` pages (name, title)."""
     shown = [r for r in records if r.get("status") in ("ok", "skipped") and r.get("overlay")]
     failed = [r for r in records if r.get("status") == "error"]
     shown.sort(key=lambda r: (r.get("input") or "", r.get("rank") or 1))
@@ -84,6 +115,7 @@ img[data-state=broken]{{outline:3px solid #c00}}
 <p>{len(shown)} heatmap(s), {len(failed)} failed input(s).
 <label>Class <select id="cls"><option value="">all</option>{options}</select></label>
 <label>Sort <select id="sort"><option value="name">by name</option><option value="p">by probability</option></select></label></p>
+{_links(linked)}{_scores_table(shown)}
 <div id="grid">{''.join(cards)}</div>
 <h2>Failed inputs</h2><ul id="failed">{failures or '<li>none</li>'}</ul>
 <script>
@@ -97,10 +129,17 @@ cls.onchange=update;sort.onchange=update;
 """
 
 
+def _links(linked: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f'<p><a href="{quote(name)}">{html.escape(title)}</a></p>' for name, title in linked)
+
+
 def write_gallery(output_dir: Path) -> Path:
     """Write OUTPUT/index.html from every manifest in OUTPUT (all shards), atomically; returns its path."""
     output_dir = Path(output_dir)
     path = output_dir / GALLERY_NAME
     records = latest_records(output_dir)
-    write_atomic(path, render_gallery(records).encode("utf-8", errors="replace"))
+    linked = tuple((name, title) for name, title in LINKED_PAGES if (output_dir / name).is_file())
+    linked += tuple((f"{folder.name}/compare.html", f"comparison: {folder.name}")
+                    for folder in sorted(output_dir.glob("compare-with-*")) if (folder / "compare.html").is_file())
+    write_atomic(path, render_gallery(records, linked).encode("utf-8", errors="replace"))
     return path

@@ -200,6 +200,7 @@ def run_settings(explainer, options) -> dict:
         "mask": options.mask, "mask_file": describe_file(options.mask),
         "window": list(options.window) if options.window else None,
         "evaluate": options.evaluate, "steps": options.steps if options.evaluate else None, "plot": options.plot,
+        "evaluation": options.evaluation if options.evaluate else None,
     }
 
 

@@ -41,13 +41,16 @@ class RunOptions:
     mask: str | None = None  # segmentation: an image file whose non-zero pixels are the region, over each photo
     window: tuple[float, float] | None = None  # DICOM: (centre, width) instead of each file's own window
     write_manifest: bool = True  # False: records go to on_record only, and no gallery (Ray workers)
+    evaluation: dict | None = None  # with evaluate: what is scored and how (metrics.evaluation.EvaluationSettings,
+    # as_record()); None: deletion/insertion/average drop at ``steps`` steps, nothing else
     request: dict | None = None  # what was asked for (the command line's options, files' identities): lets a
     # rerun whose outputs are all up to date skip them without loading the model (see skip_if_up_to_date)
     workers: int = field(default_factory=lambda: max(2, min(4, os.cpu_count() or 2)))
 
 
-#: scores one map: (predict, model input (h, w, 3), heatmap (h, w), class index, steps, deletion baseline (3,))
-#: -> an object with ``as_record()`` and the curves that ``render`` draws (a metrics.faithfulness.Faithfulness)
+#: scores one map: (explainer, the Decoded input, its raw map, heatmap float32 (h, w) in [0, 1] at the input size,
+#: class index) -> an object with ``as_record()`` (the record's score keys) and ``faithfulness``, the curves
+#: that ``render`` draws for --plot or None (a metrics.evaluation.Evaluator and its Evaluation)
 Scorer = Callable[..., object]
 
 #: the record keys of an input's output files (relative paths, or None): the overlay (a volume's montage),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..names import MEAN_KEYS
+from ..names import BASELINE_NAMES, METRIC_KEYS
 from ..outputs.manifest import input_records, latest_records, manifest_paths, read_records, shard_of_manifest
 
 
@@ -39,18 +39,31 @@ class Summary:
         status, first = record["status"], record.get("rank") in (None, 1)
         if status == "ok":
             self.explained += first
-            for key in MEAN_KEYS:
-                if record.get(key) is not None:
-                    self.metrics.setdefault(key, []).append(record[key])
+            self.metrics_of(record)
         elif status == "skipped":
             self.skipped += first
         else:
             self.failed += 1
             self.failures.append((record["input"], record["error"]))
 
+    def metrics_of(self, record: dict) -> None:
+        """Collect a record's scores (:data:`~gradcam.names.METRIC_KEYS`): the map's by key, its baselines'
+        as 'BASELINE:key'; values that are not finite numbers are left out."""
+        baselines = record.get("baselines") if isinstance(record.get("baselines"), dict) else {}
+        for prefix, scores in (("", record), *((f"{name}:", baselines.get(name)) for name in BASELINE_NAMES)):
+            if not isinstance(scores, dict):
+                continue
+            for key in METRIC_KEYS:
+                value = scores.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+                    self.metrics.setdefault(prefix + key, []).append(float(value))
+
     def means(self) -> dict[str, float]:
-        """Mean of each faithfulness score over the explained records."""
-        return {key: float(np.mean(values)) for key, values in self.metrics.items() if values}
+        """Mean of each score over the explained records (baselines' as 'BASELINE:key'), in
+        :data:`~gradcam.names.METRIC_KEYS` order."""
+        order = {key: i for i, key in enumerate(METRIC_KEYS)}
+        return {key: float(np.mean(self.metrics[key])) for key in
+                sorted(self.metrics, key=lambda k: (k.rpartition(":")[0], order[k.rpartition(":")[2]]))}
 
     @property
     def done(self) -> int:
@@ -154,8 +167,9 @@ def folder_status(output_dir: Path) -> FolderStatus:
     return status
 
 
-def faithfulness_means(output_dir: Path) -> dict[str, float]:
-    """Mean of each faithfulness score over the newest explained records of every manifest."""
+def metric_means(output_dir: Path) -> dict[str, float]:
+    """Mean of each score (and its baselines', as 'BASELINE:key') over the newest explained records of
+    every manifest."""
     summary = Summary(total=0)
     for record in latest_records(output_dir):
         if record.get("status") == "ok":

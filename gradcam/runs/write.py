@@ -69,11 +69,10 @@ class WriteStage:
         if options.evaluate:
             heatmap, constant = heatmap_at(cam, explainer.input_size)
             if not constant:
-                scores = self.scorer(explainer.predict, entry.model_input, heatmap, class_index,
-                                     options.steps, explainer.deletion_baseline())
+                scores = self.scorer(explainer, entry, cam, heatmap, class_index)
                 values.update(scores.as_record())
-                if options.plot:
-                    curves = (paths["curves"], scores, panel_title(values))
+                if options.plot and scores.faithfulness is not None:
+                    curves = (paths["curves"], scores.faithfulness, panel_title(values))
         if curves is None and "curves" in values:
             del values["curves"]
             written.remove(paths["curves"])

@@ -163,5 +163,5 @@ def test_cli_evaluate(tmp_path, brightness_model_file, capsys):
         assert 0 <= record["average_drop"] <= 100
         assert (out / record["curves"]).stat().st_size > 1000
     means = np.mean([r["deletion_auc"] for r in records])
-    assert f"faithfulness means over the output folder: deletion auc {means:.3f}" in capsys.readouterr().out
+    assert f"score means over the output folder: deletion auc {means:.3f}" in capsys.readouterr().out
 

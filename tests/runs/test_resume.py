@@ -136,7 +136,7 @@ def test_a_resumed_evaluate_prints_the_folders_means_and_constant_maps_get_no_sc
     latest = {Path(r["input"]).name: r for r in records(out) if r["status"] == "ok"}
     assert latest["flat.png"]["zero_heatmap"] is True and "deletion_auc" not in latest["flat.png"]
     mean = np.mean([latest[name]["deletion_auc"] for name in ("a.png", "b.png")])
-    assert f"faithfulness means over the output folder: deletion auc {mean:.3f}," in printed
+    assert f"score means over the output folder: deletion auc {mean:.3f}," in printed
 
 
 def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:

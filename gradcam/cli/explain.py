@@ -1,89 +1,30 @@
-"""Command line: parses arguments, calls the library, prints, and picks exit codes.
-
-Imports only the standard library at module level, so ``gradcam --help`` and
-``gradcam --version`` answer without loading TensorFlow.
-"""
+"""``gradcam INPUT...``, ``gradcam evaluate`` and ``gradcam sanity``: the run of a model over inputs,
+from parsed arguments to the exit status (the command line's only printing, with the rest of this package)."""
 from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
 
-from .arguments import SUBCOMMANDS, build_parser, check_options
-from .errors import GradcamError, UsageError
-from .messages import estimate_line, means_line, record_line, shard_prefix, shards_line, summary_line
-from .names import SANITY_REPORT_NAME
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from ..arguments import check_options
+from ..errors import UsageError
+from ..messages import estimate_line, means_line, record_line, shard_prefix, shards_line, summary_line
+from ..names import SANITY_REPORT_NAME
+from .codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 
-def status_main(argv: list[str]) -> int:
-    """``gradcam status OUTPUT``: counts per shard; exit 1 while a shard has failures or is missing."""
-    parser = argparse.ArgumentParser(prog="gradcam status", description=(
-        "Counts of explained, skipped and failed inputs in every manifest of an output folder (one per "
-        "--shard), and the shards that have written nothing. Exit status: 0 complete, 1 failures or "
-        "missing shards, 2 no such folder or no manifest."))
-    parser.add_argument("output", metavar="OUTPUT", help="an output folder")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    from .runs.status import folder_status
-
-    if not Path(args.output).is_dir():
-        print(f"gradcam: error: no such folder: {args.output}", file=sys.stderr)
-        return EXIT_USAGE
-    status = folder_status(Path(args.output))
-    if not status.manifests:
-        print(f"gradcam: error: no manifest in {args.output}", file=sys.stderr)
-        return EXIT_USAGE
-    print("\n".join(status.lines()))
-    return EXIT_OK if status.complete else EXIT_FAILED
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "status":
-        return status_main(argv[1:])
-    command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else None
-    parser = build_parser(command)
-    try:
-        args = parser.parse_args(argv)
-        args.command = command
-    except SystemExit as exc:  # --help, --version, or an argparse error (already printed)
-        return int(exc.code or 0)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        return _run(args)
-    except GradcamError as exc:
-        print(f"gradcam: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("gradcam: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
+def run_command(args: argparse.Namespace) -> int:
+    """Explain (evaluate, sanity-check) ``args.inputs`` as the parsed arguments say; the exit status."""
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .arguments import check_model_options, request_of
-    from .explainers.explainer import SignedActivationsWarning
-    from .models.layers import describe_layers
-    from .models.loading import load_classifier
+    from .checks import check_model_options, evaluation_settings, request_of
+    from ..explainers.explainer import SignedActivationsWarning
+    from ..models.layers import describe_layers
+    from ..models.loading import load_classifier
 
     if args.list_layers:
         weights = "random" if args.weights == "imagenet" else args.weights  # the layers need no trained weights
@@ -93,15 +34,17 @@ def _run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise UsageError("no input given: name image files or folders (see gradcam --help)")
     check_options(args)
+    evaluation = evaluation_settings(args)
+    args.evaluation = evaluation.as_record() if evaluation else None  # recorded: request and settings
 
-    from .inputs.discovery import discover_inputs
-    from .models.loading import peek_input_rank
-    from .inputs.medical import check_readers
-    from .names import MODEL_NAMES
-    from .outputs.paths import prepare_output_dir, select_shard
-    from .outputs.manifest import read_trusted
-    from .runs.pipeline import RunOptions, check_run_options
-    from .inputs.precheck import unreadable_inputs
+    from ..inputs.discovery import discover_inputs
+    from ..models.loading import peek_input_rank
+    from ..inputs.medical import check_readers
+    from ..names import MODEL_NAMES
+    from ..outputs.paths import prepare_output_dir, select_shard
+    from ..outputs.manifest import read_trusted
+    from ..runs.pipeline import RunOptions, check_run_options
+    from ..inputs.precheck import unreadable_inputs
 
     # a volumetric (3-D) model reads volumes from folders: told from the model file's configuration
     rank = 4 if args.model.lower() in MODEL_NAMES else peek_input_rank(args.model)
@@ -125,12 +68,12 @@ def _run(args: argparse.Namespace) -> int:
                          evaluate=args.evaluate or args.plot, steps=args.steps, plot=args.plot,
                          max_pixels=args.max_pixels, shard=args.shard, png_compression=args.png_compression,
                          max_size=args.max_size, request=request_of(args), region=args.region, mask=args.mask,
-                         window=args.window)
+                         window=args.window, evaluation=args.evaluation)
     show_each = not any(Path(p).is_dir() for p in args.inputs)
     planned = len(select_shard(items, args.shard))
     shard = shard_prefix(args.shard, planned)
     if args.command != "sanity":
-        from .runs.pipeline import skip_if_up_to_date
+        from ..runs.pipeline import skip_if_up_to_date
 
         skipped: list[dict] = []
         summary = skip_if_up_to_date(items, options, skipped.append, previous)
@@ -149,12 +92,12 @@ def _run(args: argparse.Namespace) -> int:
               "(the model was not loaded)", file=sys.stderr)
         return EXIT_FAILED
 
-    from .explainers.explainer import Explainer
+    from ..explainers.explainer import Explainer
 
     classifier = load_classifier(args.model, args.weights, args.preprocess, args.labels, args.verbose)
     explainer = Explainer(classifier, **_explainer_options(args))
     if args.class_name is not None:
-        from .models.classes import find_class
+        from ..models.classes import find_class
 
         args.class_index = options.class_index = find_class(args.class_name, classifier.class_names,
                                                             classifier.class_synonyms)
@@ -202,7 +145,7 @@ def _explainer_options(args) -> dict:
 
 
 def _run_on_ray(args, items, options, show_each: bool):
-    from .runs.distributed import import_ray, run_on_ray
+    from ..runs.distributed import import_ray, run_on_ray
 
     import_ray()  # a clear message before anything starts
     loader = {"model": args.model, "weights": args.weights, "preprocess": args.preprocess, "labels": args.labels}
@@ -210,7 +153,7 @@ def _run_on_ray(args, items, options, show_each: bool):
     def on_record(record: dict) -> None:
         _show(record, options.top_k, show_each)
 
-    from .api import scorer_for
+    from ..api import scorer_for
 
     return run_on_ray(items, options, loader, _explainer_options(args), args.ray or None, args.ray_workers, on_record,
                       verbose=args.verbose, scorer=scorer_for(options))
@@ -219,7 +162,7 @@ def _run_on_ray(args, items, options, show_each: bool):
 def _run_with_progress(explainer, items, options, show_each: bool, previous: dict[str, dict] | None = None):
     from tqdm import tqdm
 
-    from .api import run
+    from ..api import run
 
     with tqdm(total=len(items), unit="img", file=sys.stderr, disable=None if not show_each else True,
               dynamic_ncols=True) as bar, _passes_bar(explainer):
@@ -260,8 +203,8 @@ def _show(record: dict, top_k: int, show_each: bool) -> None:
 def _sanity(explainer, items, args, output_dir: Path) -> int:
     import json
 
-    from .outputs.render import write_atomic
-    from .metrics.sanity import sanity_check
+    from ..outputs.render import write_atomic
+    from ..metrics.sanity import sanity_check
 
     report = sanity_check(explainer, items, args.class_index, args.max_pixels, args.draws, args.seed)
     for path, reason in report.failures:
@@ -281,10 +224,10 @@ def _report(summary, output_dir: Path, show_each: bool, args: argparse.Namespace
         if error:
             print(f"gradcam: error: {error}", file=sys.stderr)
     print(summary_line(summary, output_dir, args.shard is not None))
-    from .runs.status import faithfulness_means, folder_status
+    from ..runs.status import metric_means, folder_status
 
     if args.evaluate or args.plot:  # the folder's means: the images explained earlier count too
-        means = means_line("faithfulness means over the output folder", faithfulness_means(output_dir))
+        means = means_line("score means over the output folder", metric_means(output_dir))
         if means:
             print(means)
     if args.shard is not None:  # the folder as a whole, every shard's manifest read
