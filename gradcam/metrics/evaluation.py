@@ -112,12 +112,13 @@ class Evaluation:
     baselines: dict[str, dict] = field(default_factory=dict)
     faithfulness: Faithfulness | None = None
     ground_truth: dict | None = None
+    localised: bool = False  # localisation was asked for: ``ground_truth`` is recorded, null when none
 
     def as_record(self) -> dict:
         record = dict(self.scores)
         if self.baselines:
             record["baselines"] = self.baselines
-        if self.ground_truth is not None or "localisation" in record:
+        if self.localised:
             record["ground_truth"] = self.ground_truth
         return record
 
@@ -143,13 +144,14 @@ class Evaluator:
         evaluation = Evaluation()
         truth = self._truth(entry) if "localisation" in settings.families else None
         if "localisation" in settings.families:
-            evaluation.ground_truth = self._truth_record(truth)
+            evaluation.localised, evaluation.ground_truth = True, self._truth_record(truth)
         if truth is not None and not truth.any():  # boxes all outside the photo, a black mask: nothing to find
             truth = None
         photo_size = entry.photo.shape[:2]
         seed = _seed(entry, settings.seed)
+        at_photo = heatmap_at(cam, photo_size)[0] if truth is not None else None  # localisation's frame
         evaluation.scores, evaluation.faithfulness = self._score(explainer, entry, heatmap, class_index, truth,
-                                                                 heatmap_at(cam, photo_size)[0], seed)
+                                                                 at_photo, seed)
         if "robustness" in settings.families:
             evaluation.scores["max_sensitivity"] = max_sensitivity(
                 explainer_heatmaps(explainer), entry.model_input, heatmap, class_index,

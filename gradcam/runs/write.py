@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HeatmapError
+from ..errors import GradcamError, HeatmapError
 from ..explainers.heatmap import check_finite, check_region, heatmap_at
 from ..inputs.discovery import InputImage
 from ..inputs.medical import nifti_bytes, to_display
@@ -57,7 +57,11 @@ class WriteStage:
                                       entry.affine, paths, panel_title(values), options.alpha,
                                       options.colormap, options.png_compression)
         else:
-            future = self._submit_photo(entry, cam, class_index, region, paths, values, written)
+            try:
+                future = self._submit_photo(entry, cam, class_index, region, paths, values, written)
+            except GradcamError as exc:  # this input's scores cannot be made (its mask, say): its own error
+                records.error(entry.item, f"cannot score the map: {exc}", rank)
+                return
         self.pending.append((entry.item, future, values, entry.photo.nbytes))
 
     def _submit_photo(self, entry: Decoded, cam: np.ndarray, class_index: int, region: np.ndarray | None,

@@ -174,3 +174,26 @@ def test_methods_are_ranked_metric_by_metric_into_csv_figure_and_json(tmp_path, 
     assert (out / "ranking.png").stat().st_size > 1000
     assert json.loads((out / "ranking.json").read_text())["settings"]["families"] == ["faithfulness", "complexity"]
     assert "no overall winner" in capsys.readouterr().out
+
+
+def test_a_bad_mask_fails_its_input_alone_and_an_input_without_truth_is_scored_without_it(tmp_path, tiny_model_file,
+                                                                                         capsys):
+    folder = tmp_path / "in"
+    for name in ("good", "wrong_size", "no_mask"):
+        write_photo(folder / f"{name}.png", size=(40, 30))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.pad(np.ones((10, 10), np.uint8) * 255, ((0, 20), (0, 30)))).save(masks / "good.png")
+    Image.fromarray(np.ones((5, 5), np.uint8)).save(masks / "wrong_size.png")
+    out = tmp_path / "out"
+    code = main(["evaluate", str(folder), "--model", str(tiny_model_file), "-o", str(out), "--masks", str(masks),
+                 "--metrics", "localisation,complexity", "--no-baselines"])
+    assert code == 1
+    latest = {r["input"].split("/")[-1]: r for r in records(out)}
+    assert latest["wrong_size.png"]["status"] == "error" and "cannot score the map" in latest["wrong_size.png"]["error"]
+    good, bare = latest["good.png"], latest["no_mask.png"]
+    assert good["status"] == "ok" and good["ground_truth"] == {"kind": "mask", "pixels": 100, "share": 100 / 1200}
+    assert 0 <= good["relevance_mass"] <= 1 and good["pointing_game"] in (0.0, 1.0)
+    assert bare["status"] == "ok" and bare["ground_truth"] is None and "pointing_game" not in bare
+    assert isinstance(bare["sparseness"], float)
+    assert "Traceback" not in capsys.readouterr().err
