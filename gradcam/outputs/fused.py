@@ -1,5 +1,5 @@
 """The fused overlay render: a class activation map upsampled to the photo, coloured and blended over it in one
-compiled pass (the numba loop of :mod:`gradcam.inputs.resample_fast`, ``nogil``) that writes the uint8 overlay
+compiled pass (the numba loop of :mod:`gradcam.inputs.resample_fast`, run without the GIL) that writes the uint8 overlay
 directly, with no photo-sized float array unless the heatmap itself is wanted (``--save-npy``). Bit for bit the
 reference path (:func:`reference_render`: SciPy's zoom, the colormap lookup and the float32 blend of
 :mod:`.colour`): the upsample replays SciPy's arithmetic, the colour index is matplotlib's ``floor(v * 256)``
@@ -23,16 +23,16 @@ from ..explainers.heatmap import normalize, reference_upsample, upsample
 from ..inputs import resample_fast
 from .colour import _blend_table, _lookup_table, overlay
 
-#: photo pixels a process renders through the reference path before numba is loaded in the background: about
-#: what loading it costs (numba's import and the cached kernel, ~0.6 s of CPU) over what it saves a pixel (~20-27
-#: ns): ~80 photos of 640x480, two of 12 megapixels; a run that stops before pays at most what it saved
+#: photo pixels a process renders through the reference path before the kernel is loaded in the background
+#: (~80 photos of 640x480, two of 12 megapixels): loading its cached machine code costs ~0.1 s of CPU, but the
+#: first load on a machine compiles it (numba, 2-6 s), which a run of a photo or two must not pay
 WARM_AFTER_PIXELS = 24_000_000
 
 #: how long the renders of a run that :func:`expect`\ s many pixels wait, from the start of the kernel's load,
-#: for the kernel rather than draw through the reference path: numba's import and the cached kernel's load
-#: take about 1 s of CPU (0.5-2 s on a busy 2-core machine), and the overlays drawn meanwhile through SciPy
-#: cost 5-8x the fused path's CPU (47 of 192 photos of 640x480 in benchmarks/throughput.py: +2-3 CPU-ms a
-#: photo). Where the kernel is not cached yet (the first run after installing: a 2-6 s compile) the renders
+#: for the kernel rather than draw through the reference path: loading it took about 1 s of CPU through numba's
+#: own cache (0.1 s from gradcam's since; 0.5-2 s of wall time on a busy 2-core machine), and overlays drawn
+#: meanwhile through SciPy cost 5-8x the fused path's CPU (47 of 192 photos of 640x480 in
+#: benchmarks/throughput.py: +2-3 CPU-ms a photo). Where the kernel is not cached yet (the first run after installing: a 2-6 s compile) the renders
 #: stop waiting at this deadline and take the reference path until it is compiled.
 LOAD_WAIT_SECONDS = 3.0
 
