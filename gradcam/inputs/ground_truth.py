@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import unicodedata
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,11 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_BOXES = 1_000_000
 #: most JSON objects and lists (``{`` and ``[``) in a COCO file: four per annotation with a polygon
 MAX_JSON_CONTAINERS = 4 * MAX_BOXES
+#: most lines of a CSV file (blank ones count: one a byte would take minutes to skip), and most
+#: characters in one line (a row of millions of commas would be split into millions of fields)
+MAX_CSV_LINES = 2 * MAX_BOXES
+MAX_LINE_CHARS = 65_536
+_LONG_LINE = re.compile(f"[^\\r\\n]{{{MAX_LINE_CHARS + 1}}}")
 #: the CSV's columns: these five, then optionally ``class``
 CSV_COLUMNS = ("image", "x0", "y0", "x1", "y1")
 
@@ -109,6 +115,14 @@ def _add(table: dict[str, list[Box]], key: str, box: Box, count: int, where: str
 
 def _read_csv(text: str, name: str) -> dict[str, list[Box]]:
     """The boxes of a CSV file's text (see :func:`read_boxes`)."""
+    lines = max(text.count("\n"), text.count("\r"))
+    if lines > MAX_CSV_LINES:
+        raise UsageError(f"{name}: more than {MAX_CSV_LINES:,} lines (at most {MAX_BOXES:,} boxes, one a line)")
+    long_line = _LONG_LINE.search(text)
+    if long_line is not None:
+        before = text[: long_line.start()]
+        number = max(before.count("\n"), before.count("\r")) + 1
+        raise UsageError(f"{name} line {number}: not CSV (a line longer than {MAX_LINE_CHARS:,} characters)")
     table: dict[str, list[Box]] = {}
     count = 0
     reader = csv.reader(io.StringIO(text, newline=""))

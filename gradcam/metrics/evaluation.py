@@ -12,6 +12,8 @@ Every metric family sends its images through the model as one batch per photo.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,14 +95,42 @@ class EvaluationSettings:
 
 def folder_digest(folder: str | None) -> str | None:
     """'sha256:HEX' over the sorted (relative path, content digest) of every regular file under ``folder``
-    (hidden ones too: a mask is a mask), None for no folder."""
+    (hidden ones too: a mask is a mask), links followed as :func:`~gradcam.inputs.truth_masks.read_mask`
+    follows them (each folder walked once: a link loop ends); None for no folder."""
     if folder is None or not Path(folder).is_dir():
         return None
     digest = hashlib.sha256()
     root = Path(folder)
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        digest.update(f"{path.relative_to(root).as_posix()}\0{DIGESTS.digest(path)}\n".encode("utf-8", "surrogateescape"))
+    for relative, path in sorted(_regular_files(root)):
+        digest.update(f"{relative.as_posix()}\0{DIGESTS.digest(path)}\n".encode("utf-8", "surrogateescape"))
     return f"sha256:{digest.hexdigest()}"
+
+
+def _regular_files(root: Path) -> list[tuple[Path, Path]]:
+    """(path relative to ``root``, path) of every regular file under ``root``, links followed; FIFOs,
+    devices, dangling links and loops left out, each folder (by device and inode) walked once."""
+    found, seen, stack = [], set(), [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as scan:
+                entries = [(entry.name, entry.path) for entry in scan]
+        except OSError:
+            continue
+        for name, path in entries:
+            try:
+                mode = os.stat(path).st_mode  # through links: what a reader of the path gets
+            except (OSError, ValueError):
+                continue
+            if stat.S_ISDIR(mode):
+                stack.append(Path(path))
+            elif stat.S_ISREG(mode):
+                found.append((Path(path).relative_to(root), Path(path)))
+    return found
 
 
 @dataclass

@@ -21,6 +21,9 @@ from ..outputs.manifest import latest_records, manifest_paths
 #: the most pixels a saved map may have (read from its header before its data): the photos' own limit
 MAX_MAP_PIXELS = DEFAULT_MAX_PIXELS
 
+#: the longest side a saved map may have: resampling costs memory in proportion to it
+MAX_MAP_SIDE = 2 ** 20
+
 #: the statuses whose record stands for a map on disk: made by the run, or kept by a rerun that skipped it
 EXPLAINED = ("ok", "skipped")
 
@@ -63,8 +66,11 @@ def inside(output_dir: Path, relative) -> Path | None:
     """``output_dir / relative`` when that names a path inside ``output_dir`` (links resolved), else None."""
     if not isinstance(relative, str) or not relative or "\x00" in relative or os.path.isabs(relative):
         return None
-    root = Path(output_dir).resolve()
-    path = (root / relative).resolve()
+    try:
+        root = Path(output_dir).resolve()
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a name the system refuses
+        return None
     return path if path != root and root in path.parents else None
 
 
@@ -83,7 +89,8 @@ def saved_map(output_dir: Path, record: dict) -> np.ndarray:
         raise MapSkipped("no .npy recorded (run gradcam with --save-npy)")
     path = inside(output_dir, name)
     if path is None:
-        raise MapSkipped(f"the recorded .npy path {name!r} leaves the output folder")
+        raise MapSkipped(f"the recorded .npy path {name!r} leaves the output folder or cannot be resolved "
+                         "(a link loop)")
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise MapSkipped("the .npy is not a regular file")
@@ -99,8 +106,9 @@ def saved_map(output_dir: Path, record: dict) -> np.ndarray:
         raise MapSkipped("the file is not a .npy array")
     if mapped.dtype.kind != "f" or mapped.ndim != 2 or not mapped.size:
         raise MapSkipped(f"the .npy holds {mapped.dtype} {mapped.shape}, not a 2-D float heatmap")
-    if mapped.size > MAX_MAP_PIXELS:
-        raise MapSkipped(f"the .npy has {mapped.size:,} pixels, more than {MAX_MAP_PIXELS:,}")
+    if mapped.size > MAX_MAP_PIXELS or max(mapped.shape) > MAX_MAP_SIDE:
+        raise MapSkipped(f"the .npy is {mapped.shape[1]:,} x {mapped.shape[0]:,} pixels: more than "
+                         f"{MAX_MAP_PIXELS:,} pixels or a side over {MAX_MAP_SIDE:,}")
     values = np.array(mapped, dtype=np.float64)
     del mapped
     if not np.isfinite(values).all():
@@ -119,27 +127,36 @@ def attention(values: np.ndarray) -> np.ndarray:
     return np.maximum(values - np.median(values), 0.0)
 
 
-def axis_weights(size_in: int, size_out: int) -> np.ndarray:
-    """float64 (size_out, size_in): the resampling of one axis as a matrix (each row sums to 1).
+def axis_weights(size_in: int, size_out: int, sparse: bool = False):
+    """float64 (size_out, size_in): the resampling of one axis as a matrix (each row sums to 1); with
+    ``sparse`` a SciPy CSR matrix holding only the at most size_in + 2 size_out weights that are not zero
+    (a map of one row and 10^8 columns needs no dense 64 x 10^8 matrix).
 
     Shrinking (``size_out <= size_in``) averages areas: output pixel o covers input coordinates
     [o s, (o + 1) s), s = size_in / size_out, and weighs each input pixel [i, i + 1) by the length of their
     overlap over s (the mean of the axis is kept exactly). Enlarging interpolates linearly between pixel
     centres, edges held: the convention of :func:`gradcam.inputs.resample.zoom_to` (order 1, grid_mode)."""
     if size_in == 1:
-        return np.ones((size_out, 1))
-    if size_out <= size_in:
+        rows, columns, values = np.arange(size_out), np.zeros(size_out, int), np.ones(size_out)
+    elif size_out <= size_in:
+        # input pixel i overlaps output pixels (i size_out) // size_in and, at most, the next one
         scale = size_in / size_out
-        low = np.arange(size_out)[:, None] * scale
-        pixels = np.arange(size_in)[None, :]
-        return np.clip(np.minimum(low + scale, pixels + 1) - np.maximum(low, pixels), 0, None) / scale
-    centres = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
-    left = np.minimum(np.floor(centres).astype(int), size_in - 2)
-    weights = np.zeros((size_out, size_in))
-    rows = np.arange(size_out)
-    weights[rows, left + 1] = centres - left
-    weights[rows, left] = 1 - (centres - left)
-    return weights
+        pixels = np.repeat(np.arange(size_in), 2)
+        rows = np.minimum((pixels * size_out) // size_in + np.tile([0, 1], size_in), size_out - 1)
+        low = rows * scale
+        values = np.clip(np.minimum(low + scale, pixels + 1) - np.maximum(low, pixels), 0, None) / scale
+        values[1::2] *= rows[1::2] != rows[::2]  # the last output pixel: counted once
+        columns = pixels
+    else:
+        centres = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
+        left = np.minimum(np.floor(centres).astype(int), size_in - 2)
+        rows = np.repeat(np.arange(size_out), 2)
+        columns = np.stack([left, left + 1], axis=1).ravel()
+        values = np.stack([1 - (centres - left), centres - left], axis=1).ravel()
+    from scipy.sparse import csr_matrix
+
+    weights = csr_matrix((values, (rows, columns)), shape=(size_out, size_in))  # duplicates summed
+    return weights if sparse else weights.toarray()
 
 
 def resample(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -148,7 +165,11 @@ def resample(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.shape == tuple(shape):
         return values.copy()
-    return axis_weights(values.shape[0], shape[0]) @ values @ axis_weights(values.shape[1], shape[1]).T
+    rows = axis_weights(values.shape[0], shape[0], sparse=True)
+    columns = axis_weights(values.shape[1], shape[1], sparse=True)
+    if shape[0] * values.shape[1] <= values.shape[0] * shape[1]:  # the smaller intermediate first
+        return np.asarray((columns @ np.asarray(rows @ values).T).T)
+    return np.asarray(rows @ np.asarray(columns @ values.T).T)
 
 
 def band_weights(size: int, border: float) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""Hostile and careless inputs to gradcam evaluate's ground truth and to the saved maps the atlas and the
+comparison read: each gives one line or a listed reason, in bounded time and memory, never a crash; a
+rerun redoes the scores whenever the ground truth it read has changed."""
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gradcam.errors import UsageError
+from gradcam.inputs.ground_truth import read_boxes
+from gradcam.metrics import saved_maps
+from gradcam.metrics.evaluation import folder_digest
+from gradcam.metrics.saved_maps import MapSkipped, resample, saved_map
+
+
+def _mask(path, value=255, size=(40, 30)):
+    pixels = np.zeros((size[1], size[0]), np.uint8)
+    pixels[2:9, 3:11] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_a_mask_reached_through_a_link_is_part_of_the_masks_digest(tmp_path):
+    """read_mask follows a link to a mask (and a linked sub-folder): its content must count, or a rerun
+    would keep the scores of the mask it replaced."""
+    real = tmp_path / "real"
+    _mask(real / "a.png")
+    _mask(real / "sub" / "b.png")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    os.symlink(real / "a.png", masks / "a.png")
+    os.symlink(real / "sub", masks / "sub")
+    first = folder_digest(str(masks))
+    _mask(real / "a.png", value=7)  # another object, same name
+    second = folder_digest(str(masks))
+    _mask(real / "sub" / "b.png", value=9)
+    third = folder_digest(str(masks))
+    assert len({first, second, third}) == 3
+
+
+def test_the_masks_digest_survives_link_loops_fifos_and_devices(tmp_path):
+    masks = tmp_path / "masks"
+    _mask(masks / "a.png")
+    os.symlink(masks, masks / "loop")  # a folder linked into itself
+    os.symlink(masks / "x.png", masks / "x.png")
+    os.mkfifo(masks / "fifo.png")
+    os.symlink("/dev/zero", masks / "zero.png")
+    started = time.monotonic()
+    digest = folder_digest(str(masks))
+    assert digest.startswith("sha256:") and time.monotonic() - started < 10
+    (masks / "fifo.png").unlink()
+    assert folder_digest(str(masks)) == digest  # what is not a regular file does not count
+
+
+def test_sixty_megabytes_of_blank_lines_are_refused_at_once(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_bytes(b"image,x0,y0,x1,y1\n" + b"\n" * 3_000_000)
+    started = time.monotonic()
+    with pytest.raises(UsageError, match="lines"):
+        read_boxes(path)
+    assert time.monotonic() - started < 2
+
+
+def test_a_line_of_commas_is_refused_before_it_is_split(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_bytes(b"image,x0,y0,x1,y1\na.png,1,2,3,4\n" + b"," * 10_000_000 + b"\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match="line 3"):
+            read_boxes(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the file is read into a buffer of 64 MB (its limit); split, the row would add a list of ten million
+    # fields (80 MB of pointers alone)
+    assert peak < 100e6
+
+
+def test_a_million_legitimate_rows_stay_allowed(tmp_path):
+    path = tmp_path / "boxes.csv"
+    rows = "".join(f"p{i}.png,1,2,3,4\r\n" for i in range(200_000))
+    path.write_text("\ufeffimage,x0,y0,x1,y1\r\n" + rows + "\r\n\r\n")
+    assert len(read_boxes(path)) == 200_000
+
+
+def test_a_map_of_one_long_row_resamples_in_bounded_memory():
+    values = np.linspace(0, 1, 400_000)[None, :]
+    tracemalloc.start()
+    try:
+        framed = resample(values, (64, 64))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # by hand: each output column is the mean of 6250 consecutive values of the ramp, every row alike
+    expected = values[0].reshape(64, 6250).mean(axis=1)
+    np.testing.assert_allclose(framed, np.broadcast_to(expected, (64, 64)), atol=1e-12)
+    assert peak < 60e6  # a dense weight matrix alone is 64 x 400000 x 8 bytes = 205 MB
+
+
+def test_a_map_with_a_side_over_the_limit_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    np.save(tmp_path / "long.npy", np.linspace(0, 1, 300, dtype=np.float32)[None, :])
+    monkeypatch.setattr(saved_maps, "MAX_MAP_SIDE", 256)
+    with pytest.raises(MapSkipped, match="a side over 256"):
+        saved_map(tmp_path, {"heatmap": "long.npy"})
+
+
+def test_a_heatmap_link_loop_is_skipped_not_a_crash(tmp_path):
+    os.symlink(tmp_path / "loop.npy", tmp_path / "loop.npy")
+    with pytest.raises(MapSkipped, match="cannot be resolved"):
+        saved_map(tmp_path, {"heatmap": "loop.npy"})
