@@ -91,7 +91,8 @@ def compare_main(argv: list[str]) -> int:
     first, second = _folder(args.first), _folder(args.second)
     comparison = compare_runs(first, second, top_share=args.top_share)
     destination = Path(args.output) if args.output else default_destination(first, second)
-    destination.mkdir(parents=True, exist_ok=True)
+    if destination.exists() and not destination.is_dir():
+        raise UsageError(f"-o: {destination} exists and is not a folder")
     html_path, json_path = comparison.write(destination)
     _link_from_gallery(second)
     print("\n".join(comparison.lines()))

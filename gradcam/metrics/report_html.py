@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..errors import OutputError
 from ..outputs.colour import colorize
 from ..outputs.render import encode_png, write_atomic
 from .saved_maps import inside
@@ -80,11 +81,17 @@ def json_bytes(data: dict) -> bytes:
 
 def write_report(dest: Path, html_name: str, html_text: str, json_name: str, data: dict) -> tuple[Path, Path]:
     """Write ``html_text`` and ``data`` (as JSON) into the folder ``dest`` (made if missing), each
-    atomically; returns (HTML path, JSON path)."""
+    atomically; returns (HTML path, JSON path).
+
+    Raises:
+        OutputError: one line, when a file cannot be written."""
     dest = Path(dest)
     html_path, json_path = dest / html_name, dest / json_name
-    write_atomic(json_path, json_bytes(data))
-    write_atomic(html_path, html_text.encode("utf-8", errors="replace"))
+    for path, content in ((json_path, json_bytes(data)), (html_path, html_text.encode("utf-8", errors="replace"))):
+        try:
+            write_atomic(path, content)
+        except OSError as exc:  # a read-only folder, a folder under the name, a full disk
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return html_path, json_path
 
 

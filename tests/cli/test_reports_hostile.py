@@ -1,0 +1,57 @@
+"""gradcam atlas and compare handed careless or hostile folders: every problem one line on stderr and a
+non-zero exit, never a traceback; nothing half-written."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))
+from saved_runs import blob, record_for, write_run  # noqa: E402
+
+from gradcam.cli import main  # noqa: E402
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("gradcam: error: "), err
+    return lines[0]
+
+
+def test_compare_into_a_path_that_is_a_file_is_one_line(tmp_path, capsys):
+    a = write_run(tmp_path / "a", {"x": blob((8, 8), 1, 1)})
+    b = write_run(tmp_path / "b", {"x": blob((8, 8), 2, 2)})
+    target = tmp_path / "taken"
+    target.write_text("a file")
+    assert main(["compare", str(a), str(b), "-o", str(target)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(target) in line and target.read_text() == "a file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_atlas_of_a_read_only_folder_is_one_line(tmp_path, capsys):
+    out = write_run(tmp_path / "out", {"x": blob((8, 8), 1, 1), "y": blob((8, 8), 5, 5)})
+    out.chmod(0o555)
+    try:
+        assert main(["atlas", str(out)]) == 1
+    finally:
+        out.chmod(0o755)
+    assert "cannot write" in one_error_line(capsys.readouterr().err)
+
+
+def test_atlas_whose_page_name_is_taken_by_a_folder_is_one_line(tmp_path, capsys):
+    out = write_run(tmp_path / "out", {"x": blob((8, 8), 1, 1), "y": blob((8, 8), 5, 5)})
+    (out / "atlas.html").mkdir()
+    assert main(["atlas", str(out)]) == 1
+    assert "atlas.html" in one_error_line(capsys.readouterr().err)
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]  # no temporary file left behind
+
+
+def test_compare_a_folder_with_itself_pairs_every_input_with_itself(tmp_path, capsys):
+    out = write_run(tmp_path / "out", {"x": blob((8, 8), 1, 1), "y": blob((8, 8), 5, 2)})
+    assert main(["compare", str(out), str(out)]) == 0
+    result = json.loads((out / "compare-with-out" / "compare.json").read_text())
+    assert result["matched"] == 2 and result["mean_spearman"] == 1.0 and result["agreement"] == 1.0
