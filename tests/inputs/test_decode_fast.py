@@ -203,3 +203,45 @@ def test_the_callers_pil_image_is_not_changed(tmp_path):
     assert not np.shares_memory(rgb, np.asarray(image))
     np.testing.assert_array_equal(np.asarray(image), before)
     np.testing.assert_array_equal(rgb, before)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (9, 1), (3, 5), (101, 77), (640, 480), (4001, 3)])
+def test_pixels_packed_in_one_call_are_numpys_bytes(size):
+    """Pillow's raw RGB encoder in one call gives the bytes np.asarray gets from tobytes' 64 KB pieces: the same
+    array, read-only as before; any other mode, or an encoder that does not answer as expected, is left to
+    np.asarray."""
+    from gradcam.inputs import images
+
+    rgb = np.random.default_rng(size[0] * 7 + size[1]).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    packed = images._packed_rgb(image)
+    assert packed.dtype == np.uint8 and packed.shape == rgb.shape and np.array_equal(packed, np.asarray(image))
+    assert not packed.flags.writeable and not np.asarray(image).flags.writeable
+    assert images._packed_rgb(image.convert("L")) is None and images._packed_rgb(image.convert("RGBA")) is None
+
+
+def test_an_unexpected_pillow_encoder_falls_back_to_numpy(tmp_path, monkeypatch):
+    """An encoder that stops short of the whole image in one call (another Pillow), or that cannot be made."""
+    from gradcam.inputs import images
+
+    path = write_photo(tmp_path / "p.jpg", (300, 200), seed=4)
+    expected = load_for_model(path, (17, 19))
+    real = Image._getencoder
+
+    class Partial:  # hands out the first 64 KB only, as to tobytes' calls, and says there is more
+        def __init__(self, *args):
+            self.encoder = real(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.encoder, name)
+
+        def encode(self, size):
+            done, status, data = self.encoder.encode(min(size, 65536))
+            return done, (status if size <= 65536 else 0), data
+
+    for broken in (Partial, lambda *args: (_ for _ in ()).throw(RuntimeError("another Pillow"))):
+        monkeypatch.setattr(Image, "_getencoder", broken)
+        assert images._packed_rgb(Image.open(path).convert("RGB")) is None
+        monkeypatch.setattr(Image, "_getencoder", real if broken is not Partial else Partial)
+        photo, model_input = load_for_model(path, (17, 19))
+        assert np.array_equal(photo, expected[0]) and np.array_equal(model_input, expected[1])
