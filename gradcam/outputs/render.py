@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,24 +35,41 @@ __all__ = [
 ]
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask (read by setting it and back: under a lock, so that two render threads never read
+    each other's 0 and leave it set)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it and rename it into place: a crash
-    never leaves a truncated or empty file under the final name."""
+    never leaves a truncated or empty file under the final name. The file's mode is 0o666 less the umask.
+    The folder is made when it is missing (looked for only then: a folder run writes thousands of files
+    into a few folders)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError:  # no such folder (yet); mkdir raises what stands in the way
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_umask())
+            else:  # pragma: no cover - Windows before Python 3.13
+                os.chmod(tmp, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -70,6 +70,36 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_writes_make_missing_folders_keep_the_umask_and_its_mode(tmp_path):
+    """The mode is 0o666 less the umask; the umask is unchanged after many writes from several threads at once
+    (each reads it by setting it and back); a missing folder is made, a file in its way is an error."""
+    import os
+    import threading
+
+    from gradcam.outputs.render import write_atomic
+
+    previous = os.umask(0o027)
+    try:
+        threads = [threading.Thread(target=lambda n=n: [write_atomic(tmp_path / f"t{n}" / "deep" / f"{i}.bin",
+                                                                     bytes([n, i % 256]) * 1000) for i in range(60)])
+                   for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(previous)
+    files = sorted(tmp_path.rglob("*.bin"))
+    assert len(files) == 360 and not list(tmp_path.rglob("*.part"))
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o640}
+    assert (tmp_path / "t3" / "deep" / "7.bin").read_bytes() == bytes([3, 7]) * 1000
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "blocked" / "x.png", b"data")
+    assert (tmp_path / "blocked").read_text() == "a file where a folder should be"
+
+
 def test_panel_has_both_images_side_by_side():
     photo = np.zeros((60, 80, 3), np.uint8)
     photo[:, :, 0] = 255  # red photo
