@@ -93,6 +93,11 @@ class EvaluationSettings:
         return record
 
 
+#: most files in a --masks folder (each is hashed to know the folder by content), and an empty file's digest
+MAX_MASK_FILES = 1_000_000
+EMPTY_DIGEST = f"sha256:{hashlib.sha256(b'').hexdigest()}"
+
+
 def folder_digest(folder: str | None) -> str | None:
     """'sha256:HEX' over the sorted (relative path, content digest) of every regular file under ``folder``
     (hidden ones too: a mask is a mask), links followed as :func:`~gradcam.inputs.truth_masks.read_mask`
@@ -101,14 +106,18 @@ def folder_digest(folder: str | None) -> str | None:
         return None
     digest = hashlib.sha256()
     root = Path(folder)
-    for relative, path in sorted(_regular_files(root)):
-        digest.update(f"{relative.as_posix()}\0{DIGESTS.digest(path)}\n".encode("utf-8", "surrogateescape"))
+    for relative, path, size in sorted(_regular_files(root)):
+        content = EMPTY_DIGEST if size == 0 else DIGESTS.digest(path)  # /proc's files say 0 and may block
+        digest.update(f"{relative.as_posix()}\0{content}\n".encode("utf-8", "surrogateescape"))
     return f"sha256:{digest.hexdigest()}"
 
 
-def _regular_files(root: Path) -> list[tuple[Path, Path]]:
-    """(path relative to ``root``, path) of every regular file under ``root``, links followed; FIFOs,
-    devices, dangling links and loops left out, each folder (by device and inode) walked once."""
+def _regular_files(root: Path) -> list[tuple[Path, Path, int]]:
+    """(path relative to ``root``, path, size) of every regular file under ``root``, links followed;
+    FIFOs, devices, dangling links and loops left out, each folder (by device and inode) walked once.
+
+    Raises:
+        UsageError: more than :data:`MAX_MASK_FILES` files (``--masks /``, say)."""
     found, seen, stack = [], set(), [root]
     while stack:
         folder = stack.pop()
@@ -123,13 +132,16 @@ def _regular_files(root: Path) -> list[tuple[Path, Path]]:
             continue
         for name, path in entries:
             try:
-                mode = os.stat(path).st_mode  # through links: what a reader of the path gets
+                info = os.stat(path)  # through links: what a reader of the path gets
             except (OSError, ValueError):
                 continue
-            if stat.S_ISDIR(mode):
+            if stat.S_ISDIR(info.st_mode):
                 stack.append(Path(path))
-            elif stat.S_ISREG(mode):
-                found.append((Path(path).relative_to(root), Path(path)))
+            elif stat.S_ISREG(info.st_mode):
+                found.append((Path(path).relative_to(root), Path(path), info.st_size))
+                if len(found) > MAX_MASK_FILES:
+                    raise UsageError(f"--masks: {root} holds more than {MAX_MASK_FILES:,} files: a folder of "
+                                     "masks, one per input, is expected")
     return found
 
 

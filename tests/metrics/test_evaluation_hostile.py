@@ -4,6 +4,7 @@ rerun redoes the scores whenever the ground truth it read has changed."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 import tracemalloc
 
@@ -114,3 +115,30 @@ def test_a_heatmap_link_loop_is_skipped_not_a_crash(tmp_path):
     os.symlink(tmp_path / "loop.npy", tmp_path / "loop.npy")
     with pytest.raises(MapSkipped, match="cannot be resolved"):
         saved_map(tmp_path, {"heatmap": "loop.npy"})
+
+
+def test_a_masks_folder_of_too_many_files_is_one_line(tmp_path, monkeypatch):
+    from gradcam.metrics import evaluation
+
+    for i in range(4):
+        _mask(tmp_path / "masks" / f"m{i}.png")
+    monkeypatch.setattr(evaluation, "MAX_MASK_FILES", 3)
+    with pytest.raises(UsageError, match="more than 3 files"):
+        folder_digest(str(tmp_path / "masks"))
+
+
+def test_an_empty_file_in_the_masks_folder_is_never_opened(tmp_path, monkeypatch):
+    """/proc's files say they are empty and some block when read (--masks / walks them): an empty file's
+    digest is known without opening it, and it still changes when the file gets content."""
+    from gradcam.metrics import evaluation
+
+    masks = tmp_path / "masks"
+    _mask(masks / "a.png")
+    (masks / "empty.png").write_bytes(b"")
+    opened = []
+    digest = evaluation.DIGESTS.digest
+    monkeypatch.setattr(evaluation.DIGESTS, "digest", lambda path: opened.append(Path(path).name) or digest(path))
+    first = folder_digest(str(masks))
+    assert opened == ["a.png"]
+    (masks / "empty.png").write_bytes(b"now a mask")
+    assert folder_digest(str(masks)) != first
