@@ -44,13 +44,22 @@ def explained_records(output_dir: Path) -> list[dict]:
     :func:`~gradcam.outputs.manifest.latest_records`) whose status is "ok" or "skipped", ordered by input.
 
     Raises:
-        UsageError: ``output_dir`` is not a folder or holds no gradcam manifest.
+        UsageError: ``output_dir`` is not a folder, holds no gradcam manifest, or a manifest that is not
+            a regular file (a FIFO, a device, a link loop).
     """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise UsageError(f"{output_dir} is not a folder of gradcam results")
-    if not manifest_paths(output_dir):
+    paths = manifest_paths(output_dir)
+    if not paths:
         raise UsageError(f"{output_dir} holds no gradcam manifest (manifest.jsonl): is it a gradcam output folder?")
+    for path in paths:  # a FIFO would block the reading, a link to /dev/zero fill the memory
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError as exc:
+            raise UsageError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
+        if not regular:
+            raise UsageError(f"the manifest {path} is not a regular file")
     records = [record for record in latest_records(output_dir)
                if record.get("status") in EXPLAINED and (record.get("rank") or 1) == 1]
     return sorted(records, key=lambda record: record.get("input") or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,3 +56,21 @@ def test_compare_a_folder_with_itself_pairs_every_input_with_itself(tmp_path, ca
     assert main(["compare", str(out), str(out)]) == 0
     result = json.loads((out / "compare-with-out" / "compare.json").read_text())
     assert result["matched"] == 2 and result["mean_spearman"] == 1.0 and result["agreement"] == 1.0
+
+
+@pytest.mark.parametrize("hostile", ["fifo", "zero", "loop"])
+def test_a_shard_manifest_that_is_a_fifo_a_device_or_a_loop_is_one_line_not_a_hang(tmp_path, hostile):
+    out = write_run(tmp_path / "out", {"x": blob((8, 8), 1, 1), "y": blob((8, 8), 5, 5)})
+    shard = out / "manifest.shard-1-of-2.jsonl"
+    if hostile == "fifo":
+        os.mkfifo(shard)
+    elif hostile == "zero":
+        os.symlink("/dev/zero", shard)
+    else:
+        os.symlink(shard, shard)
+    for command in (["atlas", str(out)], ["compare", str(out), str(out)]):
+        # in a child process: read as before, a FIFO would block forever and /dev/zero fill the memory
+        done = subprocess.run([sys.executable, "-c", "import sys; from gradcam.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", *command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert "manifest.shard-1-of-2.jsonl" in one_error_line(done.stderr)
