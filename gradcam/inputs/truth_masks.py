@@ -21,7 +21,8 @@ from .discovery import is_image_name
 from .headers import has_orientation, image_size
 from .images import describe_error
 
-__all__ = ["Box", "find_mask", "input_relative", "read_mask", "resize_mask", "scale_boxes", "truth_mask_from_boxes"]
+__all__ = ["Box", "find_mask", "input_relative", "read_mask", "require_regular_file", "resize_mask", "scale_boxes",
+           "truth_mask_from_boxes"]
 
 
 @dataclass(frozen=True)
@@ -163,18 +164,24 @@ def read_mask(masks_dir: str | os.PathLike, item_path: str | os.PathLike, relati
     return mask if original == (height, width) else resize_mask(mask, (height, width))
 
 
+def require_regular_file(path: str | os.PathLike, what: str) -> None:
+    """Raises a one-line UsageError naming ``what`` (``"the mask"``) unless ``path`` is a regular file
+    (links followed): checked before opening, as a FIFO would block and a device never end."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {what} {os.fspath(path)}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not regular:
+        raise UsageError(f"{what} {os.fspath(path)} is not a regular file")
+
+
 def _load(path: Path, size: tuple[int, int]) -> np.ndarray:
     """The object pixels of a mask file whose upright size must be ``size`` (H, W), checked from the
     header before the pixels are decoded."""
     from PIL import Image, ImageOps
 
     height, width = size
-    try:
-        regular = stat.S_ISREG(os.stat(path).st_mode)
-    except OSError as exc:
-        raise UsageError(f"cannot read the mask {path}: {exc.strerror or exc}") from None
-    if not regular:
-        raise UsageError(f"the mask {path} is not a regular file")
+    require_regular_file(path, "the mask")
     upright = image_size(path)
     if upright is None:
         raise UsageError(f"cannot read the mask {path}: not an image Pillow can open")

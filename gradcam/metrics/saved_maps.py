@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UsageError, first_line
 from ..inputs.images import DEFAULT_MAX_PIXELS
+from ..inputs.truth_masks import require_regular_file
 from ..outputs.manifest import latest_records, manifest_paths
 
 #: the most pixels a saved map may have (read from its header before its data): the photos' own limit
@@ -54,12 +55,7 @@ def explained_records(output_dir: Path) -> list[dict]:
     if not paths:
         raise UsageError(f"{output_dir} holds no gradcam manifest (manifest.jsonl): is it a gradcam output folder?")
     for path in paths:  # a FIFO would block the reading, a link to /dev/zero fill the memory
-        try:
-            regular = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError as exc:
-            raise UsageError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
-        if not regular:
-            raise UsageError(f"the manifest {path} is not a regular file")
+        require_regular_file(path, "the manifest")
     records = [record for record in latest_records(output_dir)
                if record.get("status") in EXPLAINED and (record.get("rank") or 1) == 1]
     return sorted(records, key=lambda record: record.get("input") or "")
