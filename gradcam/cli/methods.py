@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..names import METHOD_NAMES, did_you_mean
-from .codes import EXIT_OK
+from .codes import EXIT_INTERRUPTED, EXIT_OK
 
 
 def run_methods(args: argparse.Namespace) -> int:
@@ -29,7 +29,10 @@ def run_methods(args: argparse.Namespace) -> int:
         one = copy.copy(args)
         one.method, one.methods, one.output = method, None, str(output / method)
         one.baselines = args.baselines and i == 0
-        worst = max(worst, run_command(one))
+        code = run_command(one)
+        if code == EXIT_INTERRUPTED:  # Ctrl-C or SIGTERM in one method's run stops them all: no table
+            return code
+        worst = max(worst, code)
         folders[method] = output / method
     from ..metrics.ranking import rank_methods
 

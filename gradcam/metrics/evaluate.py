@@ -97,6 +97,8 @@ def _evaluate_one(classifier, items, output: Path, method: str, layer, settings:
     options = RunOptions(output_dir=output, evaluate=True, steps=settings.steps, evaluation=record,
                          save_npy=save_npy, **({"batch_size": batch_size} if batch_size else {}))
     summary = run_folder(explainer, items, options, scorer=evaluator)
+    if summary.interrupted:  # the run recorded what it finished; the caller's Ctrl-C goes on up
+        raise KeyboardInterrupt
     rows, means = [], Summary(total=0)
     for entry in latest_records(output):
         if entry.get("status") == "ok" and entry.get("rank") in (None, 1):

@@ -197,3 +197,19 @@ def test_a_bad_mask_fails_its_input_alone_and_an_input_without_truth_is_scored_w
     assert bare["status"] == "ok" and bare["ground_truth"] is None and "pointing_game" not in bare
     assert isinstance(bare["sparseness"], float)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_interrupted_method_stops_the_ranking_run(tmp_path, tiny_model_file, monkeypatch, capsys):
+    import gradcam.cli.explain as explain
+
+    photo = write_photo(tmp_path / "a.png")
+    ran = []
+
+    def interrupted(args):
+        ran.append(args.method)
+        return 130  # what a run stopped by Ctrl-C or SIGTERM returns
+
+    monkeypatch.setattr(explain, "run_command", interrupted)
+    code = main(["evaluate", str(photo), "--model", str(tiny_model_file), "-o", str(tmp_path / "out"),
+                 "--methods", "gradcam,layercam,hirescam"])
+    assert code == 130 and ran == ["gradcam"] and not (tmp_path / "out" / "ranking.csv").exists()
