@@ -23,7 +23,7 @@ def run_methods(args: argparse.Namespace) -> int:
     if len(methods) < 2:
         raise UsageError("--methods ranks two or more methods (for one, use --method)")
     output = Path(args.output)
-    folders, worst = {}, EXIT_OK
+    folders, worst, evaluation = {}, EXIT_OK, None
     for i, method in enumerate(methods):
         print(f"gradcam: method {i + 1} of {len(methods)}: {method}")
         one = copy.copy(args)
@@ -34,9 +34,10 @@ def run_methods(args: argparse.Namespace) -> int:
             return code
         worst = max(worst, code)
         folders[method] = output / method
+        evaluation = evaluation or getattr(one, "evaluation", None)  # as run_command recorded it
     from ..metrics.ranking import rank_methods
 
-    ranking = rank_methods(folders)
+    ranking = rank_methods(folders, evaluation)  # the same images under these settings, whatever else is there
     paths = ranking.write(output)
     print("\n".join(ranking.lines()))
     print(f"gradcam: ranking in {', '.join(str(p) for p in paths)}")

@@ -115,16 +115,28 @@ def _cell(value) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def rank_methods(folders: dict[str, Path]) -> Ranking:
+def rank_methods(folders: dict[str, Path], evaluation: dict | None = None) -> Ranking:
     """The :class:`Ranking` of the methods whose ``gradcam evaluate`` runs lie in ``folders`` (method ->
-    output folder); the baselines from the folders that scored them."""
-    means, baselines, images, settings = {}, {}, {}, None
+    output folder); the baselines from the folders that scored them.
+
+    Every method is ranked on the same images: the inputs explained (rank 1, "ok" or kept) in every
+    folder, so a folder reused from an earlier run over other photos adds nothing. With ``evaluation``
+    (the run's ``settings.evaluation``), only records scored under it count (whether they carry the
+    baselines aside): an input left from a run with other settings is not averaged in."""
+    kept: dict[str, dict[str, dict]] = {}
     for method, folder in folders.items():
-        summary = Summary(total=0)
+        kept[method] = {}
         for record in latest_records(Path(folder)):
-            if record.get("status") in ("ok", "skipped") and record.get("rank") in (None, 1):
-                summary.count(dict(record, status="ok"))
-                settings = settings or (record.get("settings") or {}).get("evaluation")
+            if record.get("status") in ("ok", "skipped") and record.get("rank") in (None, 1) \
+                    and isinstance(record.get("input"), str) and _scored_under(record, evaluation):
+                kept[method][record["input"]] = record
+    common = set.intersection(*(set(records) for records in kept.values())) if kept else set()
+    means, baselines, images, settings = {}, {}, {}, None
+    for method, records in kept.items():
+        summary = Summary(total=0)
+        for name in sorted(common):
+            summary.count(dict(records[name], status="ok"))
+            settings = settings or (records[name].get("settings") or {}).get("evaluation")
         all_means = summary.means()
         means[method] = {key: value for key, value in all_means.items() if ":" not in key}
         for key, value in all_means.items():
@@ -133,6 +145,17 @@ def rank_methods(folders: dict[str, Path]) -> Ranking:
                 baselines.setdefault(name, {}).setdefault(metric, value)
         images[method] = summary.explained
     return Ranking(list(folders), means, baselines, images, settings)
+
+
+def _scored_under(record: dict, evaluation: dict | None) -> bool:
+    """Whether a record's evaluation settings are ``evaluation`` (None: any), the baselines flag aside."""
+    if evaluation is None:
+        return True
+    recorded = (record.get("settings") or {}).get("evaluation")
+    if not isinstance(recorded, dict):
+        return False
+    return {k: v for k, v in recorded.items() if k != "baselines"} == \
+        {k: v for k, v in evaluation.items() if k != "baselines"}
 
 
 def _figure_png(ranking: Ranking) -> bytes:

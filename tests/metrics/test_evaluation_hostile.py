@@ -142,3 +142,49 @@ def test_an_empty_file_in_the_masks_folder_is_never_opened(tmp_path, monkeypatch
     assert opened == ["a.png"]
     (masks / "empty.png").write_bytes(b"now a mask")
     assert folder_digest(str(masks)) != first
+
+
+def _method_folder(folder: Path, scores: dict[str, float], evaluation: dict, stale: dict[str, float] = {}):
+    """A --methods folder: one "ok" record per input with its sparseness, under ``evaluation``; ``stale``:
+    inputs of an earlier run into the same folder, under other settings."""
+    import json
+
+    folder.mkdir(parents=True)
+    lines = [{"seq": i + 1, "input": name, "status": "ok", "rank": 1, "sparseness": value, "overlay": f"{i}.png",
+              "settings": {"evaluation": evaluation if name not in stale else {**evaluation, "steps": 99}}}
+             for i, (name, value) in enumerate({**stale, **scores}.items())]
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_methods_are_ranked_on_the_same_images_under_the_same_settings(tmp_path):
+    """A folder reused from an earlier run keeps that run's inputs: the ranking must not average them in
+    (other settings, images the other method never saw), nor rank two methods on different images."""
+    from gradcam.metrics.ranking import rank_methods
+
+    evaluation = {"families": ["complexity"], "steps": 20, "baselines": True}
+    _method_folder(tmp_path / "m1", {"a": 0.2, "b": 0.4, "only-m1": 0.9}, evaluation, stale={"old": 0.0})
+    _method_folder(tmp_path / "m2", {"a": 0.5, "b": 0.1}, {**evaluation, "baselines": False})
+    ranking = rank_methods({"m1": tmp_path / "m1", "m2": tmp_path / "m2"}, evaluation=evaluation)
+    assert ranking.images == {"m1": 2, "m2": 2}
+    assert ranking.means["m1"]["sparseness"] == pytest.approx(0.3)  # a and b: (0.2 + 0.4) / 2
+    assert ranking.means["m2"]["sparseness"] == pytest.approx(0.3)
+
+
+def test_a_ranking_rerun_on_fewer_photos_with_other_settings_ranks_only_those(tmp_path, tiny_model_file, capsys):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from conftest import write_photo
+    from gradcam.cli import main
+
+    for i in range(3):
+        write_photo(tmp_path / "in" / f"p{i}.png", seed=i)
+    out = tmp_path / "ranked"
+    base = ["evaluate", "--model", str(tiny_model_file), "-o", str(out), "--methods", "gradcam,layercam",
+            "--metrics", "complexity", "--no-baselines"]
+    assert main([*base, str(tmp_path / "in")]) == 0
+    assert json.loads((out / "ranking.json").read_text())["images"] == {"gradcam": 3, "layercam": 3}
+    assert main([*base, str(tmp_path / "in" / "p0.png"), "--seed", "7"]) == 0
+    ranking = json.loads((out / "ranking.json").read_text())
+    assert ranking["images"] == {"gradcam": 1, "layercam": 1} and ranking["settings"]["seed"] == 7
