@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HeatmapError, UsageError
+from . import road_solver
 
 __all__ = ["DEFAULT_NOISE", "DEFAULT_PERCENTILES", "IMPUTATION", "NEIGHBOUR_WEIGHTS", "Road", "noisy_linear_impute",
            "road_masks", "road_scores", "road_settings"]
@@ -59,43 +60,6 @@ def _check_image(image: np.ndarray, removed: np.ndarray) -> None:
     if image.ndim != 3 or removed.shape != image.shape[:2]:
         raise UsageError(f"imputation needs an image (H, W, C) and a mask (H, W): got {image.shape} and "
                          f"{removed.shape}")
-
-
-def _solve(image: np.ndarray, removed: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The imputed values float64 (n, C) of the n pixels ``where`` (flat indices, ascending) when at
-    least one pixel is kept: ``total_i x_i - sum_j w_ij x_j = sum_k w_ik image_k``, j over removed and
-    k over kept in-image neighbours, ``total_i`` the sum of the weights of i's in-image neighbours
-    (pytorch-grad-cam's system times -1), solved by sparse LU."""
-    from scipy import sparse
-    from scipy.sparse.linalg import splu
-
-    height, width = removed.shape
-    count = len(where)
-    unknown = np.full(height * width, -1, np.int64)
-    unknown[where] = np.arange(count)
-    unknown = np.pad(unknown.reshape(height, width), 1, constant_values=-1)  # -1: kept or outside
-    inside = np.pad(np.ones((height, width)), 1)
-    known = np.pad(np.where(removed[..., None], 0.0, image.astype(np.float64)), ((1, 1), (1, 1), (0, 0)))
-    total, rhs = np.zeros((height, width)), np.zeros(image.shape)
-    # each row's entries in the order of their columns: the neighbours above, left, the pixel, right, below
-    stencil = [*NEIGHBOUR_WEIGHTS[:4], (0, 0, 0.0), *NEIGHBOUR_WEIGHTS[4:]]
-    columns = np.empty((count, len(stencil)), np.int64)
-    values = np.empty((count, len(stencil)))
-    for k, (down, right, weight) in enumerate(stencil):
-        window = (slice(1 + down, 1 + down + height), slice(1 + right, 1 + right + width))
-        total += weight * inside[window]
-        rhs += weight * known[window]
-        columns[:, k] = unknown[window][removed]
-        values[:, k] = -weight
-    values[:, 4] = total[removed]
-    coupled = columns >= 0
-    pointers = np.concatenate([[0], np.cumsum(coupled.sum(axis=1))])
-    # the matrix is symmetric, so its rows are its columns: CSC without sorting
-    matrix = sparse.csc_matrix((values[coupled], columns[coupled], pointers), shape=(count, count))
-    # It is also diagonally dominant (an M-matrix), so SuperLU keeps the diagonal pivots and a symmetric
-    # ordering: half the fill of spsolve's default (COLAMD with pivoting), and faster.
-    factors = splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-    return factors.solve(rhs[removed])
 
 
 def noisy_linear_impute(image: np.ndarray, removed: np.ndarray, noise: float = 0.0,
@@ -128,7 +92,7 @@ def noisy_linear_impute(image: np.ndarray, removed: np.ndarray, noise: float = 0
         values = np.broadcast_to(np.zeros(channels) if fill is None else np.asarray(fill, np.float64),
                                  (len(where), channels))
     else:
-        values = _solve(image, removed, where)
+        values = road_solver.solve(*road_solver.system(image, removed, NEIGHBOUR_WEIGHTS), removed)
     if noise > 0:
         if rng is None:
             raise UsageError("noisy imputation needs a random generator (rng)")

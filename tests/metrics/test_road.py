@@ -285,3 +285,92 @@ def test_with_the_explainers_predict(tiny_model):
     np.testing.assert_allclose(road.morf, direct.morf, rtol=1e-5)
     np.testing.assert_allclose(road.lerf, direct.lerf, rtol=1e-5)
     assert road.probability == pytest.approx(direct.probability, rel=1e-5)
+
+
+# ---- the solvers (gradcam/metrics/road_solver.py): the fast path against LU -------------------------------
+
+def solver_cases():
+    """(name, image float32 (H, W, 3), removed bool (H, W)): random masks of every share up to 90 %, blobs,
+    disconnected regions, regions touching only the border, strips one pixel wide and tiny images."""
+    rng = np.random.default_rng(11)
+    rows, columns = np.mgrid[0:48, 0:40]
+    out = []
+    for share in (0.1, 0.5, 0.9, 0.99):
+        out.append((f"random {share}", rng.random((48, 40)) < share))
+    blob = (rows - 20) ** 2 + (columns - 18) ** 2 < 15 ** 2
+    out += [("blob", blob), ("all but a blob", ~blob), ("all but one pixel", ~((rows == 3) & (columns == 37)))]
+    islands = np.zeros((48, 40), bool)
+    islands[2:9, 2:9] = islands[30:46, 5:12] = islands[20:24, 30:40] = True
+    islands[10, 20] = True
+    out.append(("disconnected regions", islands))
+    out.append(("all but the last column", columns < 39))
+    out.append(("lines", (rows % 5 != 0) & (columns % 7 != 3)))
+    cases = [(name, (rng.random((48, 40, 3)) * 255).astype(np.float32), removed) for name, removed in out]
+    for shape in ((1, 57), (41, 1), (2, 2), (3, 1), (1, 2)):
+        removed = rng.random(shape) < 0.7
+        removed.flat[0] = False
+        removed.flat[-1] = True
+        cases.append((f"{shape}", (rng.random((*shape, 3)) * 255).astype(np.float32), removed))
+    return cases
+
+
+@pytest.mark.parametrize("name, image, removed", solver_cases(), ids=[case[0] for case in solver_cases()])
+def test_the_fast_path_gives_lus_values(name, image, removed):
+    pytest.importorskip("numba")
+    from gradcam.metrics import road_solver
+    from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
+
+    stencil, rhs = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
+    reference = road_solver.solve_lu(stencil, rhs, removed)
+    fast = road_solver.solve_multigrid(stencil, rhs, removed)
+    assert fast is not None and fast.shape == reference.shape == (removed.sum(), 3)
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-6)  # in grey levels, 0-255
+    # the stopping rule: every channel's residual at most RTOL of its right-hand side, checked with LU's matrix
+    out = np.zeros(image.shape)
+    out[removed] = fast
+    padded = np.pad(out, ((1, 1), (1, 1), (0, 0)))
+    product = sum(stencil[..., k, None] * padded[k // 3: k // 3 + image.shape[0], k % 3: k % 3 + image.shape[1]]
+                  for k in range(9))
+    residual = np.linalg.norm((rhs - product)[removed], axis=0)
+    assert np.all(residual <= road_solver.RTOL * np.linalg.norm(rhs[removed], axis=0) * 1.01 + 1e-12)
+
+
+def test_solve_takes_lu_without_numba_or_when_the_fast_path_gives_up(monkeypatch):
+    from gradcam.metrics import road_solver
+    from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
+
+    rng = np.random.default_rng(5)
+    image = (rng.random((120, 100, 3)) * 255).astype(np.float32)
+    removed = rng.random((120, 100)) < 0.9
+    removed[60, :] = True
+    assert removed.sum() > road_solver.SMALL
+    stencil, rhs = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
+    reference = road_solver.solve_lu(stencil, rhs, removed)
+    calls = []
+    real = road_solver.solve_multigrid
+    monkeypatch.setattr(road_solver, "solve_multigrid", lambda *args: calls.append(args) or real(*args))
+    monkeypatch.setenv("GRADCAM_NO_JIT", "1")
+    np.testing.assert_array_equal(road_solver.solve(stencil, rhs, removed), reference)
+    assert not calls and not road_solver.available()
+    monkeypatch.delenv("GRADCAM_NO_JIT")
+    if not road_solver.available():
+        pytest.skip("numba is not installed here: LU is the only path")
+    np.testing.assert_allclose(road_solver.solve(stencil, rhs, removed), reference, atol=1e-6)
+    assert len(calls) == 1
+    monkeypatch.setattr(road_solver, "MAX_ITERATIONS", 1)  # too few: the fast path gives None, LU answers
+    assert real(stencil, rhs, removed, road_solver.RTOL, 1) is None
+    np.testing.assert_array_equal(road_solver.solve(stencil, rhs, removed), reference)
+    small = np.zeros((120, 100), bool)
+    small[10:20, 10:20] = True  # at most SMALL removed pixels: LU, which is cheaper there
+    small_system = road_solver.system(image, small, NEIGHBOUR_WEIGHTS)
+    np.testing.assert_array_equal(road_solver.solve(*small_system, small), road_solver.solve_lu(*small_system, small))
+    assert len(calls) == 2
+
+
+def test_importing_road_imports_no_numba():
+    import subprocess
+    import sys
+
+    code = ("import sys, gradcam, gradcam.metrics.road, gradcam.metrics.road_kernels; "
+            "assert 'numba' not in sys.modules, 'numba imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,154 @@
+"""The loops of :func:`.road_solver.solve_multigrid`, plain Python until :func:`compiled` has numba compile
+them (``cache=True``: once per machine; numba is imported there, never by importing this module).
+
+Grids: a stencil is float64 (H, W, 9), entry 3 (dr + 1) + dc + 1 coupling a point to its neighbour (dr, dc)
+(0 off the grid); vectors are float64 (H + 2, W + 2, C) with a zero border. Coarse point I sits on fine
+point 2 I along an axis whose step is 2 (the same point where it is 1); P interpolates bilinearly, only
+into the fine grid's active points (the unknowns).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+
+
+def _parents(r, step):
+    """The coarse points whose interpolation reaches fine point r along an axis: (first, its weight,
+    second, its weight), the second's weight 0 where there is one."""
+    if step == 1 or r % 2 == 0:
+        return r // step, 1.0, r // step, 0.0
+    return (r - 1) // 2, 0.5, (r + 1) // 2, 0.5
+
+
+def _galerkin(stencil, active, rows, columns, step_r, step_c):
+    """The coarse stencil float64 (rows, columns, 9) of P^T A P (all 0 at points without an active child)."""
+    height, width = active.shape
+    out = np.zeros((rows, columns, 9))
+    for r in range(height):
+        a0, aw0, a1, aw1 = _parents(r, step_r)
+        for c in range(width):
+            if not active[r, c]:
+                continue
+            b0, bw0, b1, bw1 = _parents(c, step_c)
+            for k in range(9):
+                value = stencil[r, c, k]
+                rr, cc = r + k // 3 - 1, c + k % 3 - 1
+                if value == 0.0 or rr < 0 or cc < 0 or rr >= height or cc >= width or not active[rr, cc]:
+                    continue
+                e0, ew0, e1, ew1 = _parents(rr, step_r)
+                f0, fw0, f1, fw1 = _parents(cc, step_c)
+                for i in range(4):
+                    pr, wr = (a0, aw0) if i < 2 else (a1, aw1)
+                    pc, wc = (b0, bw0) if i % 2 == 0 else (b1, bw1)
+                    if wr == 0.0 or wc == 0.0:
+                        continue
+                    for j in range(4):
+                        qr, vr = (e0, ew0) if j < 2 else (e1, ew1)
+                        qc, vc = (f0, fw0) if j % 2 == 0 else (f1, fw1)
+                        if vr != 0.0 and vc != 0.0:
+                            out[pr, pc, 3 * (qr - pr + 1) + qc - pc + 1] += wr * wc * value * vr * vc
+    return out
+
+
+def _smooth(stencil, rhs, x, forward):
+    """One Gauss-Seidel sweep over x, in place, in reading order or backwards; identity rows (where rhs and
+    x are 0) skipped."""
+    height, width, channels = stencil.shape[0], stencil.shape[1], x.shape[2]
+    for t in range(height * width):
+        index = t if forward else height * width - 1 - t
+        r, c = index // width, index % width
+        a0, a1, a2, a3, a4 = stencil[r, c, 0], stencil[r, c, 1], stencil[r, c, 2], stencil[r, c, 3], stencil[r, c, 4]
+        a5, a6, a7, a8 = stencil[r, c, 5], stencil[r, c, 6], stencil[r, c, 7], stencil[r, c, 8]
+        if a4 == 1.0 and a0 == 0.0 and a1 == 0.0 and a2 == 0.0 and a3 == 0.0 and a5 == 0.0 and a6 == 0.0 \
+                and a7 == 0.0 and a8 == 0.0:
+            continue
+        inverse = 1.0 / a4
+        for ch in range(channels):
+            x[r + 1, c + 1, ch] = inverse * (
+                rhs[r + 1, c + 1, ch] - a0 * x[r, c, ch] - a1 * x[r, c + 1, ch] - a2 * x[r, c + 2, ch]
+                - a3 * x[r + 1, c, ch] - a5 * x[r + 1, c + 2, ch]
+                - a6 * x[r + 2, c, ch] - a7 * x[r + 2, c + 1, ch] - a8 * x[r + 2, c + 2, ch])
+
+
+def _residual(stencil, rhs, x, out):
+    """out = rhs - A x (out's border untouched)."""
+    height, width, channels = stencil.shape[0], stencil.shape[1], x.shape[2]
+    for r in range(height):
+        for c in range(width):
+            a0, a1, a2, a3, a4 = stencil[r, c, 0], stencil[r, c, 1], stencil[r, c, 2], stencil[r, c, 3], stencil[r, c, 4]
+            a5, a6, a7, a8 = stencil[r, c, 5], stencil[r, c, 6], stencil[r, c, 7], stencil[r, c, 8]
+            for ch in range(channels):
+                out[r + 1, c + 1, ch] = (
+                    rhs[r + 1, c + 1, ch] - a0 * x[r, c, ch] - a1 * x[r, c + 1, ch] - a2 * x[r, c + 2, ch]
+                    - a3 * x[r + 1, c, ch] - a4 * x[r + 1, c + 1, ch] - a5 * x[r + 1, c + 2, ch]
+                    - a6 * x[r + 2, c, ch] - a7 * x[r + 2, c + 1, ch] - a8 * x[r + 2, c + 2, ch])
+
+
+def _restrict(fine, active, coarse, step_r, step_c):
+    """coarse = P^T fine."""
+    height, width = active.shape
+    coarse[:] = 0.0
+    for r in range(height):
+        a0, aw0, a1, aw1 = _parents(r, step_r)
+        for c in range(width):
+            if active[r, c]:
+                b0, bw0, b1, bw1 = _parents(c, step_c)
+                for ch in range(fine.shape[2]):
+                    v = fine[r + 1, c + 1, ch]
+                    coarse[a0 + 1, b0 + 1, ch] += aw0 * bw0 * v
+                    coarse[a1 + 1, b0 + 1, ch] += aw1 * bw0 * v
+                    coarse[a0 + 1, b1 + 1, ch] += aw0 * bw1 * v
+                    coarse[a1 + 1, b1 + 1, ch] += aw1 * bw1 * v
+
+
+def _interpolate(coarse, active, x, step_r, step_c):
+    """x += P coarse."""
+    height, width = active.shape
+    for r in range(height):
+        a0, aw0, a1, aw1 = _parents(r, step_r)
+        for c in range(width):
+            if active[r, c]:
+                b0, bw0, b1, bw1 = _parents(c, step_c)
+                for ch in range(x.shape[2]):
+                    x[r + 1, c + 1, ch] += (aw0 * (bw0 * coarse[a0 + 1, b0 + 1, ch] + bw1 * coarse[a0 + 1, b1 + 1, ch])
+                                            + aw1 * (bw0 * coarse[a1 + 1, b0 + 1, ch]
+                                                     + bw1 * coarse[a1 + 1, b1 + 1, ch]))
+
+
+def _dot(a, b, out):
+    """out (C,) = each channel's dot product of a and b, float64 (N, C)."""
+    out[:] = 0.0
+    for i in range(a.shape[0]):
+        for ch in range(a.shape[1]):
+            out[ch] += a[i, ch] * b[i, ch]
+
+
+def _step(x, direction, residual, product, step, squares):
+    """x += step p and r += step product (product = -A p), squares = |r|^2 per channel; all (N, C), step (C,)."""
+    squares[:] = 0.0
+    for i in range(x.shape[0]):
+        for ch in range(x.shape[1]):
+            x[i, ch] += step[ch] * direction[i, ch]
+            residual[i, ch] += step[ch] * product[i, ch]
+            squares[ch] += residual[i, ch] * residual[i, ch]
+
+
+def _combine(z, direction, beta):
+    """direction = z + beta direction, (N, C), beta (C,)."""
+    for i in range(z.shape[0]):
+        for ch in range(z.shape[1]):
+            direction[i, ch] = z[i, ch] + beta[ch] * direction[i, ch]
+
+
+@lru_cache(maxsize=None)
+def compiled() -> SimpleNamespace:
+    """The loops above compiled by numba (imported here, the first time), cached on disk (``cache=True``)."""
+    import numba
+
+    global _parents  # the loops call it through this module's globals, so numba must compile it first
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    _parents = jit(_parents)
+    return SimpleNamespace(**{function.__name__.lstrip("_"): jit(function) for function in (
+        _galerkin, _smooth, _residual, _restrict, _interpolate, _dot, _step, _combine)})

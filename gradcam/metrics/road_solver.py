@@ -1,0 +1,182 @@
+"""The linear system of ROAD's imputation (:mod:`.road`), solved two ways with the same answer:
+
+- :func:`solve_multigrid`, the fast path: conjugate gradients preconditioned by one geometric multigrid
+  V-cycle, every loop compiled by numba (``cache=True``: compiled once per machine). Coarse grids halve each
+  side (coarse point I sits on fine point 2I, bilinear interpolation P restricted to the unknowns, which are
+  the removed pixels), coarse operators are Galerkin's ``P^T A P`` (9-point stencils), smoothing is one
+  Gauss-Seidel sweep forward before and one backward after the coarse correction (so the V-cycle is
+  symmetric), the coarsest grid (at most 16 points) is solved by a pseudo-inverse. It stops when every
+  channel's residual is at most :data:`RTOL` times its right-hand side (2-norms); if it has not after
+  :data:`MAX_ITERATIONS` it gives None and the caller solves by LU.
+- :func:`solve_lu`, the reference: SuperLU with a symmetric ordering and diagonal pivots (SciPy).
+
+:func:`solve` takes the fast path where numba is installed and not switched off (``GRADCAM_NO_JIT=1``,
+the same switch as the render kernels'), else LU. numba is imported only when a ROAD imputation is solved.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+#: each channel's residual 2-norm, relative to its right-hand side's, at which the fast path stops
+RTOL = 1e-10
+#: iterations after which the fast path gives up (it needs ~10-20 on photos; LU takes over)
+MAX_ITERATIONS = 100
+#: at most this many removed pixels: LU is cheaper than the fast path (benchmarks/road.py)
+SMALL = 8000
+#: the largest grid solved directly (pseudo-inverse), in points
+COARSEST = 16
+
+
+def system(image: np.ndarray, removed: np.ndarray, weights) -> tuple[np.ndarray, np.ndarray]:
+    """The system on the whole grid: stencil float64 (H, W, 9) (entry 3 (dr + 1) + dc + 1 couples a pixel to
+    its neighbour (dr, dc); kept pixels are identity rows) and right-hand side float64 (H, W, C) (0 at kept
+    pixels). Removed pixel i: ``total_i x_i - sum_j w_ij x_j = sum_k w_ik image_k``, j removed and k kept
+    in-image neighbours, ``total_i`` the sum of i's in-image neighbours' weights."""
+    height, width = removed.shape
+    inside = np.pad(np.ones((height, width)), 1)
+    open_ = np.pad(removed, 1)
+    known = np.pad(np.where(removed[..., None], 0.0, image.astype(np.float64)), ((1, 1), (1, 1), (0, 0)))
+    stencil = np.zeros((height, width, 9))
+    rhs = np.zeros(image.shape)
+    total = np.zeros((height, width))
+    for down, right, weight in weights:
+        window = (slice(1 + down, 1 + down + height), slice(1 + right, 1 + right + width))
+        total += weight * inside[window]
+        rhs += weight * known[window]
+        stencil[..., 3 * (down + 1) + right + 1] = np.where(removed & open_[window], -weight, 0.0)
+    stencil[..., 4] = np.where(removed, total, 1.0)
+    rhs[~removed] = 0.0
+    return stencil, rhs
+
+
+def solve_lu(stencil: np.ndarray, rhs: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """float64 (n, C): the removed pixels' values (row-major order) by sparse LU of :func:`system`'s rows."""
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    height, width = removed.shape
+    index = np.full((height + 2, width + 2), -1, np.int64)
+    index[1:-1, 1:-1][removed] = np.arange(int(removed.sum()))
+    columns = np.stack([index[1 + k // 3 - 1: 1 + k // 3 - 1 + height, k % 3: k % 3 + width][removed]
+                        for k in range(9)], 1)
+    values = stencil[removed]
+    coupled = (columns >= 0) & (values != 0)
+    pointers = np.concatenate([[0], np.cumsum(coupled.sum(axis=1))])
+    # symmetric, so its rows are its columns: CSC without sorting. An M-matrix: SuperLU keeps the diagonal
+    # pivots and a symmetric ordering (half the fill of spsolve's default, and faster).
+    matrix = sparse.csc_matrix((values[coupled], columns[coupled], pointers), shape=(len(values),) * 2)
+    factors = splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    return factors.solve(rhs[removed])
+
+
+_BROKEN = False
+
+
+def available() -> bool:
+    """Whether :func:`solve` takes the fast path: numba installed and not switched off."""
+    from ..inputs import resample_fast
+
+    return resample_fast.available()
+
+
+def solve(stencil: np.ndarray, rhs: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """float64 (n, C): :func:`solve_multigrid`'s answer where it is available, the system is not small
+    (:data:`SMALL`) and it converges, else LU's. A numba that fails to compile is tried once per process."""
+    global _BROKEN
+    if available() and not _BROKEN and removed.sum() > SMALL:
+        try:
+            values = solve_multigrid(stencil, rhs, removed, RTOL, MAX_ITERATIONS)
+        except Exception:  # numba missing a piece, a failed compile: the reference solver still works
+            _BROKEN, values = True, None
+        if values is not None:
+            return values
+    return solve_lu(stencil, rhs, removed)
+
+
+def _hierarchy(stencil: np.ndarray, active: np.ndarray, jit: SimpleNamespace) -> tuple[list[tuple], tuple]:
+    """[(stencil, active, step_r, step_c)] from fine to coarse, and (the coarsest stencil, its pseudo-inverse)."""
+    levels = []
+    while True:
+        height, width = active.shape
+        if height * width <= COARSEST:
+            return levels, (stencil, _pseudo_inverse(stencil))
+        step_r, step_c = (2 if height >= 3 else 1), (2 if width >= 3 else 1)
+        levels.append((stencil, active, step_r, step_c))
+        stencil = jit.galerkin(stencil, active, height // step_r + step_r - 1, width // step_c + step_c - 1,
+                               step_r, step_c)
+        active = stencil[..., 4] > 0  # a point without an active child: an identity row, never interpolated
+        stencil[~active, 4] = 1.0
+
+
+def _pseudo_inverse(stencil: np.ndarray) -> np.ndarray:
+    """The coarsest grid's matrix (symmetric, semi-definite where coarse points share their only fine
+    points) inverted on its range: float64 (n, n), n = h w."""
+    height, width = stencil.shape[:2]
+    index = np.arange(height * width).reshape(height, width)
+    matrix = np.zeros((height * width,) * 2)
+    for k in range(9):
+        dr, dc = k // 3 - 1, k % 3 - 1
+        rows, columns = slice(max(0, -dr), min(height, height - dr)), slice(max(0, -dc), min(width, width - dc))
+        target = index[rows.start + dr: rows.stop + dr, columns.start + dc: columns.stop + dc]
+        matrix[index[rows, columns].ravel(), target.ravel()] = stencil[rows, columns, k].ravel()
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    keep = values > values.max() * 1e-13
+    return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+
+
+def _vcycle(levels: list, coarsest: tuple, rhs: np.ndarray, jit: SimpleNamespace, depth: int = 0) -> np.ndarray:
+    """One V-cycle from zero on level ``depth`` (symmetric: Gauss-Seidel forward before, backward after)."""
+    if depth == len(levels):
+        out = np.zeros_like(rhs)
+        inner = rhs[1:-1, 1:-1]
+        out[1:-1, 1:-1] = (coarsest[1] @ inner.reshape(-1, rhs.shape[2])).reshape(inner.shape)
+        return out
+    stencil, active, step_r, step_c = levels[depth]
+    x = np.zeros_like(rhs)
+    jit.smooth(stencil, rhs, x, True)
+    residual = np.zeros_like(rhs)
+    jit.residual(stencil, rhs, x, residual)
+    below = (levels[depth + 1][0] if depth + 1 < len(levels) else coarsest[0]).shape
+    coarse = np.empty((below[0] + 2, below[1] + 2, rhs.shape[2]))
+    jit.restrict(residual, active, coarse, step_r, step_c)
+    jit.interpolate(_vcycle(levels, coarsest, coarse, jit, depth + 1), active, x, step_r, step_c)
+    jit.smooth(stencil, rhs, x, False)
+    return x
+
+
+def solve_multigrid(stencil: np.ndarray, rhs: np.ndarray, removed: np.ndarray,
+                    rtol: float = RTOL, max_iterations: int = MAX_ITERATIONS) -> np.ndarray | None:
+    """float64 (n, C), the removed pixels' values, by multigrid-preconditioned conjugate gradients on
+    :func:`system`'s grid (each channel its own step sizes); None where it has not converged."""
+    from .road_kernels import compiled
+
+    jit = compiled()
+    rows, columns = np.flatnonzero(removed.any(axis=1)), np.flatnonzero(removed.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))  # the rest is not coupled
+    stencil, removed = np.ascontiguousarray(stencil[box]), np.ascontiguousarray(removed[box])
+    channels = rhs.shape[2]
+    residual = np.pad(rhs[box], ((1, 1), (1, 1), (0, 0)))
+    x, product, zero = np.zeros_like(residual), np.zeros_like(residual), np.zeros_like(residual)
+    flat = [array.reshape(-1, channels) for array in (x, residual, product)]
+    rz, curvature, squares = np.empty(channels), np.empty(channels), np.empty(channels)
+    jit.dot(flat[1], flat[1], squares)
+    goal = rtol ** 2 * squares
+    levels, coarsest = _hierarchy(stencil, removed, jit)
+    direction = _vcycle(levels, coarsest, residual, jit)
+    jit.dot(flat[1], direction.reshape(-1, channels), rz)
+    for _ in range(max_iterations + 1):
+        if np.all(squares <= goal):
+            return x[1:-1, 1:-1][removed]
+        jit.residual(stencil, zero, direction, product)  # -A p
+        flat_direction = direction.reshape(-1, channels)
+        jit.dot(flat_direction, flat[2], curvature)
+        step = np.divide(rz, -curvature, out=np.zeros(channels), where=curvature < 0)
+        jit.step(flat[0], flat_direction, flat[1], flat[2], step, squares)
+        z = _vcycle(levels, coarsest, residual, jit)
+        rz_next = np.empty(channels)
+        jit.dot(flat[1], z.reshape(-1, channels), rz_next)
+        jit.combine(z.reshape(-1, channels), flat_direction, np.divide(rz_next, rz, out=np.zeros(channels), where=rz > 0))
+        rz = rz_next
+    return None
