@@ -12,6 +12,7 @@ Every metric family sends its images through the model as one batch per photo.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import GradcamError, UsageError, first_line
 from ..explainers.heatmap import heatmap_at, upsample
 from ..inputs.identity import DIGESTS
 from ..names import BASELINE_NAMES, METRIC_FAMILIES
@@ -29,6 +30,9 @@ from .faithfulness import Faithfulness, faithfulness_scores
 from .localisation import localisation_scores
 from .road import DEFAULT_NOISE, DEFAULT_PERCENTILES, road_scores, road_settings
 from .robustness import DEFAULT_RADIUS, explainer_heatmaps, max_sensitivity
+
+#: most deletion/insertion steps and max-sensitivity samples: each is an image in one batch per photo
+MAX_STEPS = 1000
 
 #: the families ``gradcam evaluate`` scores when none are named (localisation joins them with ground truth)
 DEFAULT_FAMILIES: tuple[str, ...] = ("faithfulness", "road", "complexity")
@@ -59,10 +63,12 @@ class EvaluationSettings:
             raise UsageError("give either --boxes or --masks, not both")
         if "localisation" in self.families and self.boxes is None and self.masks is None:
             raise UsageError("localisation needs ground truth: --boxes FILE or --masks DIR")
-        if self.steps < 1 or self.sensitivity_samples < 1:
-            raise UsageError("--steps and --sensitivity-samples must be at least 1")
-        if not self.sensitivity_radius > 0 or not self.tolerance >= 0:
-            raise UsageError("--sensitivity-radius must be above 0 and --tolerance at least 0")
+        if not (1 <= self.steps <= MAX_STEPS and 1 <= self.sensitivity_samples <= MAX_STEPS):
+            raise UsageError(f"--steps and --sensitivity-samples must be from 1 to {MAX_STEPS} (each step or sample "
+                             "is an image in one batch through the model)")
+        if not 0 < self.sensitivity_radius < math.inf or not 0 <= self.tolerance < math.inf:
+            raise UsageError("--sensitivity-radius must be a finite number above 0 and --tolerance a finite number "
+                             "at least 0")
         if not self.road_percentiles or not all(0 < p < 100 for p in self.road_percentiles):
             raise UsageError("--road-percentiles must lie strictly between 0 and 100")
 
@@ -182,6 +188,20 @@ class Evaluator:
             self._boxes = read_boxes(settings.boxes)
 
     def __call__(self, explainer, entry, cam: np.ndarray, heatmap: np.ndarray, class_index: int) -> Evaluation:
+        """The map's :class:`Evaluation`.
+
+        Raises:
+            GradcamError: one line when a score cannot be made (its ground truth, the model on a perturbed
+                batch, memory): the run records it as the input's error and goes on."""
+        try:
+            return self._evaluate(explainer, entry, cam, heatmap, class_index)
+        except GradcamError:
+            raise
+        except Exception as exc:
+            raise GradcamError(f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip()
+                               else type(exc).__name__) from None
+
+    def _evaluate(self, explainer, entry, cam: np.ndarray, heatmap: np.ndarray, class_index: int) -> Evaluation:
         settings = self.settings
         evaluation = Evaluation()
         truth = self._truth(entry) if "localisation" in settings.families else None

@@ -188,3 +188,37 @@ def test_a_ranking_rerun_on_fewer_photos_with_other_settings_ranks_only_those(tm
     assert main([*base, str(tmp_path / "in" / "p0.png"), "--seed", "7"]) == 0
     ranking = json.loads((out / "ranking.json").read_text())
     assert ranking["images"] == {"gradcam": 1, "layercam": 1} and ranking["settings"]["seed"] == 7
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"tolerance": float("inf")}, "--tolerance"),
+    ({"sensitivity_radius": float("inf")}, "--sensitivity-radius"),
+    ({"steps": 10 ** 9}, "--steps"),  # a batch of 2 (steps + 1) + 1 images: terabytes
+    ({"sensitivity_samples": 10 ** 9}, "--sensitivity-samples"),
+])
+def test_settings_that_cannot_be_computed_are_one_line_before_the_run(values, message):
+    from gradcam.metrics.evaluation import EvaluationSettings
+
+    with pytest.raises(UsageError, match=message):
+        EvaluationSettings(families=("faithfulness", "robustness", "localisation"), boxes="b.csv", **values)
+
+
+def test_a_score_that_fails_is_a_one_line_gradcam_error_for_the_run_to_record(tmp_path):
+    """The run turns a GradcamError from its scorer into the input's error record; anything else (a
+    model that fails on the perturbed batch, memory) would end the run with a traceback."""
+    from types import SimpleNamespace
+
+    from gradcam.errors import GradcamError
+    from gradcam.metrics.evaluation import EvaluationSettings, Evaluator
+
+    def predict(batch):
+        raise MemoryError()
+
+    explainer = SimpleNamespace(predict=predict, deletion_baseline=lambda: None)
+    entry = SimpleNamespace(photo=np.zeros((8, 8, 3), np.uint8), model_input=np.zeros((8, 8, 3), np.float32),
+                            item=SimpleNamespace(path=tmp_path / "a.png", relative="a.png"), source=None)
+    heatmap = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    scorer = Evaluator(EvaluationSettings(families=("faithfulness",), steps=2, baselines=False))
+    with pytest.raises(GradcamError, match="MemoryError") as caught:
+        scorer(explainer, entry, heatmap, heatmap, 0)
+    assert len(str(caught.value).splitlines()) == 1
