@@ -3,6 +3,7 @@ classes, and the request that identifies a run's outputs."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..errors import UsageError
@@ -85,8 +86,11 @@ def evaluation_settings(args: argparse.Namespace):
     from ..metrics.evaluation import DEFAULT_FAMILIES, EvaluationSettings
 
     for flag, name, kind in (("--boxes", args.boxes, "file"), ("--masks", args.masks, "folder")):
-        if name is not None and not (Path(name).is_file() if kind == "file" else Path(name).is_dir()):
+        if name is None or (Path(name).is_file() if kind == "file" else Path(name).is_dir()):
+            continue
+        if not os.path.lexists(name):
             raise UsageError(f"{flag}: no such {kind}: {name}")
+        raise UsageError(f"{flag}: {name} is not {'a regular file' if kind == 'file' else 'a folder'}")
     families = args.metrics
     if families is None:
         families = DEFAULT_FAMILIES + (("localisation",) if args.boxes or args.masks else ())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from saved_runs import blob, record_for, write_run  # noqa: E402
 
 from gradcam.cli import main  # noqa: E402
@@ -74,3 +75,28 @@ def test_a_shard_manifest_that_is_a_fifo_a_device_or_a_loop_is_one_line_not_a_ha
                                "sys.exit(main(sys.argv[1:]))", *command], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2
         assert "manifest.shard-1-of-2.jsonl" in one_error_line(done.stderr)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "zero"])
+def test_boxes_that_are_not_a_regular_file_are_named_so_before_the_model_loads(tmp_path, capsys, kind):
+    from conftest import write_photo
+
+    photo = write_photo(tmp_path / "a.png")
+    boxes = tmp_path / "boxes.csv"
+    if kind == "fifo":
+        os.mkfifo(boxes)
+    elif kind == "folder":
+        boxes.mkdir()
+    else:
+        os.symlink("/dev/zero", boxes)
+    code = main(["evaluate", str(photo), "--model", str(tmp_path / "never-loaded.keras"), "-o", str(tmp_path / "o"),
+                 "--boxes", str(boxes)])
+    assert code == 2 and "is not a regular file" in one_error_line(capsys.readouterr().err)
+
+
+def test_masks_that_name_a_file_are_named_so(tmp_path, capsys):
+    from conftest import write_photo
+
+    photo = write_photo(tmp_path / "a.png")
+    code = main(["evaluate", str(photo), "--model", "x.keras", "-o", str(tmp_path / "o"), "--masks", str(photo)])
+    assert code == 2 and "--masks: " in (line := one_error_line(capsys.readouterr().err)) and "not a folder" in line
