@@ -91,6 +91,11 @@ def evaluation_settings(args: argparse.Namespace):
         if not os.path.lexists(name):
             raise UsageError(f"{flag}: no such {kind}: {name}")
         raise UsageError(f"{flag}: {name} is not {'a regular file' if kind == 'file' else 'a folder'}")
+    if args.masks is not None and args.output is not None:
+        masks, output = Path(args.masks).resolve(), Path(args.output).resolve()
+        if output == masks or masks in output.parents:  # overlays read as masks, the folder's digest never stable
+            raise UsageError(f"--masks: the output folder {args.output} lies in the masks folder {args.masks}: "
+                             "write the outputs elsewhere")
     families = args.metrics
     if families is None:
         families = DEFAULT_FAMILIES + (("localisation",) if args.boxes or args.masks else ())

@@ -100,3 +100,16 @@ def test_masks_that_name_a_file_are_named_so(tmp_path, capsys):
     photo = write_photo(tmp_path / "a.png")
     code = main(["evaluate", str(photo), "--model", "x.keras", "-o", str(tmp_path / "o"), "--masks", str(photo)])
     assert code == 2 and "--masks: " in (line := one_error_line(capsys.readouterr().err)) and "not a folder" in line
+
+
+@pytest.mark.parametrize("output", [".", "scores"])
+def test_an_output_folder_in_the_masks_folder_is_refused(tmp_path, capsys, output):
+    """Its overlays would be read as masks (the same names), and every run's outputs would change the
+    masks folder's digest: the scores redone forever."""
+    from conftest import write_photo
+
+    photo = write_photo(tmp_path / "photos" / "a.png")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    code = main(["evaluate", str(photo), "--model", "x.keras", "-o", str(masks / output), "--masks", str(masks)])
+    assert code == 2 and "--masks" in one_error_line(capsys.readouterr().err)
