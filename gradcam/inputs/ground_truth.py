@@ -210,8 +210,13 @@ def _list_of(data: dict, field: str, name: str, required: bool) -> list[dict]:
 
 
 def _is_number(value) -> bool:
-    """An int or float (not a bool), finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """An int or float (not a bool), finite as a float (JSON integers have no size limit)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _is_key(value) -> bool:

@@ -222,3 +222,17 @@ def test_a_score_that_fails_is_a_one_line_gradcam_error_for_the_run_to_record(tm
     with pytest.raises(GradcamError, match="MemoryError") as caught:
         scorer(explainer, entry, heatmap, heatmap, 0)
     assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("entry", ['"width": 1E400', '"width": ' + "9" * 400])
+def test_a_coco_number_beyond_floats_is_one_line(tmp_path, entry):
+    """JSON integers have no size limit (up to Python's 4300 digits): one past float's range overflowed."""
+    path = tmp_path / "boxes.json"
+    path.write_text('{"images": [{"id": 1, "file_name": "a.png", ' + entry + '}], "annotations": '
+                    '[{"image_id": 1, "bbox": [0, 0, 2, 2]}]}')
+    with pytest.raises(UsageError, match="images\\[0\\]: width"):
+        read_boxes(path)
+    path.write_text('{"images": [{"id": 1, "file_name": "a.png"}], "annotations": '
+                    '[{"image_id": 1, "bbox": [0, 0, ' + "9" * 400 + ', 2]}]}')
+    with pytest.raises(UsageError, match="annotations\\[0\\]: bbox"):
+        read_boxes(path)
