@@ -95,15 +95,17 @@ def solve(stencil: np.ndarray, rhs: np.ndarray, removed: np.ndarray) -> np.ndarr
     return solve_lu(stencil, rhs, removed)
 
 
-def _hierarchy(stencil: np.ndarray, active: np.ndarray, jit: SimpleNamespace) -> tuple[list[tuple], tuple]:
-    """[(stencil, active, step_r, step_c)] from fine to coarse, and (the coarsest stencil, its pseudo-inverse)."""
+def _hierarchy(stencil: np.ndarray, active: np.ndarray, channels: int, jit: SimpleNamespace) -> tuple[list, tuple]:
+    """[(stencil, 1 / its diagonal, active, step_r, step_c, buffers)] from fine to coarse, and (the
+    coarsest stencil, its pseudo-inverse). Buffers: float64 (h + 2, w + 2, C), a V-cycle's x and residual."""
     levels = []
     while True:
         height, width = active.shape
         if height * width <= COARSEST:
             return levels, (stencil, _pseudo_inverse(stencil))
         step_r, step_c = (2 if height >= 3 else 1), (2 if width >= 3 else 1)
-        levels.append((stencil, active, step_r, step_c))
+        buffers = np.zeros((2, height + 2, width + 2, channels))
+        levels.append((stencil, 1.0 / stencil[..., 4], active, step_r, step_c, buffers))
         stencil = jit.galerkin(stencil, active, height // step_r + step_r - 1, width // step_c + step_c - 1,
                                step_r, step_c)
         active = stencil[..., 4] > 0  # a point without an active child: an identity row, never interpolated
@@ -127,56 +129,71 @@ def _pseudo_inverse(stencil: np.ndarray) -> np.ndarray:
 
 
 def _vcycle(levels: list, coarsest: tuple, rhs: np.ndarray, jit: SimpleNamespace, depth: int = 0) -> np.ndarray:
-    """One V-cycle from zero on level ``depth`` (symmetric: Gauss-Seidel forward before, backward after)."""
+    """One V-cycle from zero on level ``depth`` (symmetric: Gauss-Seidel forward before, backward after);
+    the answer is the level's buffer, overwritten by the next V-cycle."""
     if depth == len(levels):
         out = np.zeros_like(rhs)
         inner = rhs[1:-1, 1:-1]
         out[1:-1, 1:-1] = (coarsest[1] @ inner.reshape(-1, rhs.shape[2])).reshape(inner.shape)
         return out
-    stencil, active, step_r, step_c = levels[depth]
-    x = np.zeros_like(rhs)
-    jit.smooth(stencil, rhs, x, True)
-    residual = np.zeros_like(rhs)
-    jit.residual(stencil, rhs, x, residual)
-    below = (levels[depth + 1][0] if depth + 1 < len(levels) else coarsest[0]).shape
-    coarse = np.empty((below[0] + 2, below[1] + 2, rhs.shape[2]))
+    stencil, inverse, active, step_r, step_c, (x, residual) = levels[depth]
+    x.fill(0.0)
+    jit.smooth(stencil, inverse, rhs, x, active, True)
+    jit.residual(stencil, rhs, x, residual, active)
+    below = levels[depth + 1][5][1] if depth + 1 < len(levels) else np.empty(
+        (coarsest[0].shape[0] + 2, coarsest[0].shape[1] + 2, rhs.shape[2]))
+    coarse = np.empty_like(below)
     jit.restrict(residual, active, coarse, step_r, step_c)
     jit.interpolate(_vcycle(levels, coarsest, coarse, jit, depth + 1), active, x, step_r, step_c)
-    jit.smooth(stencil, rhs, x, False)
+    jit.smooth(stencil, inverse, rhs, x, active, False)
     return x
 
 
 def solve_multigrid(stencil: np.ndarray, rhs: np.ndarray, removed: np.ndarray,
                     rtol: float = RTOL, max_iterations: int = MAX_ITERATIONS) -> np.ndarray | None:
     """float64 (n, C), the removed pixels' values, by multigrid-preconditioned conjugate gradients on
-    :func:`system`'s grid (each channel its own step sizes); None where it has not converged."""
-    from .road_kernels import compiled
+    :func:`system`'s grid (each channel its own step sizes, 4 at a time); None where it has not converged."""
+    from .road_kernels import LANES, compiled
 
     jit = compiled()
     rows, columns = np.flatnonzero(removed.any(axis=1)), np.flatnonzero(removed.any(axis=0))
     box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))  # the rest is not coupled
     stencil, removed = np.ascontiguousarray(stencil[box]), np.ascontiguousarray(removed[box])
-    channels = rhs.shape[2]
-    residual = np.pad(rhs[box], ((1, 1), (1, 1), (0, 0)))
+    levels, coarsest = _hierarchy(stencil, removed, LANES, jit)
+    out = np.empty((int(removed.sum()), rhs.shape[2]))
+    for first in range(0, rhs.shape[2], LANES):
+        group = rhs[box][..., first:first + LANES]
+        padded = np.zeros((group.shape[0] + 2, group.shape[1] + 2, LANES))
+        padded[1:-1, 1:-1, :group.shape[2]] = group
+        x = _conjugate_gradients(levels, coarsest, stencil, removed, padded, rtol, max_iterations, jit)
+        if x is None:
+            return None
+        out[:, first:first + LANES] = x[1:-1, 1:-1][removed][:, :group.shape[2]]
+    return out
+
+
+def _conjugate_gradients(levels: list, coarsest: tuple, stencil: np.ndarray, removed: np.ndarray,
+                         residual: np.ndarray, rtol: float, max_iterations: int, jit) -> np.ndarray | None:
+    """x float64 (H + 2, W + 2, LANES) with A x = rhs (given as ``residual``, overwritten), or None."""
+    lanes = residual.shape[2]
     x, product, zero = np.zeros_like(residual), np.zeros_like(residual), np.zeros_like(residual)
-    flat = [array.reshape(-1, channels) for array in (x, residual, product)]
-    rz, curvature, squares = np.empty(channels), np.empty(channels), np.empty(channels)
+    flat = [array.reshape(-1, lanes) for array in (x, residual, product)]
+    rz, curvature, squares = np.empty(lanes), np.empty(lanes), np.empty(lanes)
     jit.dot(flat[1], flat[1], squares)
     goal = rtol ** 2 * squares
-    levels, coarsest = _hierarchy(stencil, removed, jit)
-    direction = _vcycle(levels, coarsest, residual, jit)
-    jit.dot(flat[1], direction.reshape(-1, channels), rz)
+    direction = _vcycle(levels, coarsest, residual, jit).copy()
+    flat_direction = direction.reshape(-1, lanes)
+    jit.dot(flat[1], flat_direction, rz)
     for _ in range(max_iterations + 1):
         if np.all(squares <= goal):
-            return x[1:-1, 1:-1][removed]
-        jit.residual(stencil, zero, direction, product)  # -A p
-        flat_direction = direction.reshape(-1, channels)
+            return x
+        jit.residual(stencil, zero, direction, product, removed)  # -A p
         jit.dot(flat_direction, flat[2], curvature)
-        step = np.divide(rz, -curvature, out=np.zeros(channels), where=curvature < 0)
+        step = np.divide(rz, -curvature, out=np.zeros(lanes), where=curvature < 0)
         jit.step(flat[0], flat_direction, flat[1], flat[2], step, squares)
-        z = _vcycle(levels, coarsest, residual, jit)
-        rz_next = np.empty(channels)
-        jit.dot(flat[1], z.reshape(-1, channels), rz_next)
-        jit.combine(z.reshape(-1, channels), flat_direction, np.divide(rz_next, rz, out=np.zeros(channels), where=rz > 0))
+        z = _vcycle(levels, coarsest, residual, jit).reshape(-1, lanes)
+        rz_next = np.empty(lanes)
+        jit.dot(flat[1], z, rz_next)
+        jit.combine(z, flat_direction, np.divide(rz_next, rz, out=np.zeros(lanes), where=rz > 0))
         rz = rz_next
     return None

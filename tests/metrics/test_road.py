@@ -306,6 +306,9 @@ def solver_cases():
     out.append(("all but the last column", columns < 39))
     out.append(("lines", (rows % 5 != 0) & (columns % 7 != 3)))
     cases = [(name, (rng.random((48, 40, 3)) * 255).astype(np.float32), removed) for name, removed in out]
+    for channels in (1, 5):  # the fast path solves 4 channels at a time
+        cases.append((f"{channels} channels", (rng.random((30, 20, channels)) * 255).astype(np.float32),
+                      rng.random((30, 20)) < 0.8))
     for shape in ((1, 57), (41, 1), (2, 2), (3, 1), (1, 2)):
         removed = rng.random(shape) < 0.7
         removed.flat[0] = False
@@ -323,7 +326,7 @@ def test_the_fast_path_gives_lus_values(name, image, removed):
     stencil, rhs = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
     reference = road_solver.solve_lu(stencil, rhs, removed)
     fast = road_solver.solve_multigrid(stencil, rhs, removed)
-    assert fast is not None and fast.shape == reference.shape == (removed.sum(), 3)
+    assert fast is not None and fast.shape == reference.shape == (removed.sum(), image.shape[2])
     np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-6)  # in grey levels, 0-255
     # the stopping rule: every channel's residual at most RTOL of its right-hand side, checked with LU's matrix
     out = np.zeros(image.shape)
