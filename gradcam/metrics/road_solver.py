@@ -24,7 +24,7 @@ RTOL = 1e-10
 #: iterations after which the fast path gives up (it needs ~10-20 on photos; LU takes over)
 MAX_ITERATIONS = 100
 #: at most this many removed pixels: LU is cheaper than the fast path (benchmarks/road.py)
-SMALL = 8000
+SMALL = 12000
 #: the largest grid solved directly (pseudo-inverse), in points
 COARSEST = 16
 

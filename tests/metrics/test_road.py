@@ -343,8 +343,8 @@ def test_solve_takes_lu_without_numba_or_when_the_fast_path_gives_up(monkeypatch
     from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
 
     rng = np.random.default_rng(5)
-    image = (rng.random((120, 100, 3)) * 255).astype(np.float32)
-    removed = rng.random((120, 100)) < 0.9
+    image = (rng.random((160, 120, 3)) * 255).astype(np.float32)
+    removed = rng.random((160, 120)) < 0.9
     removed[60, :] = True
     assert removed.sum() > road_solver.SMALL
     stencil, rhs = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
@@ -363,7 +363,7 @@ def test_solve_takes_lu_without_numba_or_when_the_fast_path_gives_up(monkeypatch
     monkeypatch.setattr(road_solver, "MAX_ITERATIONS", 1)  # too few: the fast path gives None, LU answers
     assert real(stencil, rhs, removed, road_solver.RTOL, 1) is None
     np.testing.assert_array_equal(road_solver.solve(stencil, rhs, removed), reference)
-    small = np.zeros((120, 100), bool)
+    small = np.zeros((160, 120), bool)
     small[10:20, 10:20] = True  # at most SMALL removed pixels: LU, which is cheaper there
     small_system = road_solver.system(image, small, NEIGHBOUR_WEIGHTS)
     np.testing.assert_array_equal(road_solver.solve(*small_system, small), road_solver.solve_lu(*small_system, small))
