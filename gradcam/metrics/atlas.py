@@ -82,13 +82,16 @@ def build_atlas(output_dir: Path, border: float = 0.1, frame: tuple[int, int] = 
     for record in records:
         try:
             values = attention(saved_map(output_dir, record))
+            share = border_share(values, border)
+            if share is None:  # half the map or more at its maximum: nothing above the median
+                raise MapSkipped("the map has no attention above its median (half of it or more at its maximum)")
         except MapSkipped as exc:
             skipped.append((record.get("input") or "?", str(exc)))
             continue
         relevance = _ground_truth(record, "relevance_mass")
         image = AtlasImage(record.get("input") or "?", record.get("class_index"), record.get("class_name"),
                            finite(record.get("probability")), record.get("overlay"), record["heatmap"],
-                           border_share(values, border), outside_object=None if relevance is None else 1 - relevance,
+                           share, outside_object=None if relevance is None else 1 - relevance,
                            pointing_game=_ground_truth(record, "energy_pointing_game"))
         groups.setdefault(image.class_index, []).append((image, resample(values, frame).astype(np.float32)))
     classes, images = [], []

@@ -236,3 +236,20 @@ def test_a_coco_number_beyond_floats_is_one_line(tmp_path, entry):
                     '[{"image_id": 1, "bbox": [0, 0, ' + "9" * 400 + ', 2]}]}')
     with pytest.raises(UsageError, match="annotations\\[0\\]: bbox"):
         read_boxes(path)
+
+
+def test_a_map_mostly_at_its_maximum_is_skipped_by_the_atlas_with_its_reason(tmp_path):
+    """Its median is its maximum, so nothing lies above it: no attention to place, as a constant map."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from saved_runs import blob, write_run
+
+    from gradcam.metrics.atlas import build_atlas
+
+    mostly = np.ones((16, 16), np.float32)
+    mostly[0, 0] = 0.0
+    out = write_run(tmp_path / "out", {"mostly": mostly, "peak": blob((16, 16), 3, 3), "other": blob((16, 16), 9, 9)})
+    atlas = build_atlas(out)
+    assert sorted(image.input for image in atlas.images) == ["photos/other", "photos/peak"]
+    assert [name for name, _ in atlas.skipped] == ["photos/mostly"] and "above its median" in atlas.skipped[0][1]
