@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import OutputError
 from ..names import BASELINE_NAMES, METRICS, Metric
 from ..outputs.manifest import latest_records
 from ..outputs.render import write_atomic
@@ -105,9 +106,13 @@ class Ranking:
         each written atomically; their paths."""
         destination = Path(destination)
         paths = destination / RANKING_CSV, destination / RANKING_FIGURE, destination / RANKING_JSON
-        write_atomic(paths[0], self.csv_text().encode("utf-8"))
-        write_atomic(paths[1], _figure_png(self))
-        write_atomic(paths[2], json.dumps(self.as_dict(), indent=2).encode("utf-8"))
+        contents = (self.csv_text().encode("utf-8"), _figure_png(self),
+                    json.dumps(self.as_dict(), indent=2).encode("utf-8"))
+        for path, content in zip(paths, contents):
+            try:
+                write_atomic(path, content)
+            except OSError as exc:  # a read-only folder, a folder under the name, a full disk
+                raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         return paths
 
 

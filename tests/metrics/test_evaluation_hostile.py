@@ -253,3 +253,13 @@ def test_a_map_mostly_at_its_maximum_is_skipped_by_the_atlas_with_its_reason(tmp
     atlas = build_atlas(out)
     assert sorted(image.input for image in atlas.images) == ["photos/other", "photos/peak"]
     assert [name for name, _ in atlas.skipped] == ["photos/mostly"] and "above its median" in atlas.skipped[0][1]
+
+
+def test_a_ranking_that_cannot_be_written_is_one_output_error(tmp_path):
+    from gradcam.errors import OutputError
+    from gradcam.metrics.ranking import Ranking
+
+    ranking = Ranking(["a", "b"], {"a": {"sparseness": 0.5}, "b": {"sparseness": 0.25}}, images={"a": 1, "b": 1})
+    (tmp_path / "ranking.png").mkdir()  # a folder under the figure's name
+    with pytest.raises(OutputError, match="ranking.png"):
+        ranking.write(tmp_path)
