@@ -401,3 +401,24 @@ def test_a_run_is_the_same_with_the_compiled_path_on_and_off(tmp_path, tiny_mode
     for name in (name for name in names if name.endswith(".npy")):
         assert (tmp_path / "on" / name).read_bytes() == (tmp_path / "off" / name).read_bytes()
     assert comparable(tmp_path / "on") == comparable(tmp_path / "off")
+
+
+def test_the_kernel_refuses_arrays_that_do_not_agree(compiled):
+    """The machine code checks no index: the caller checks every array's dtype, layout, shape and index range."""
+    heat = np.random.default_rng(8).random((3, 4)).astype(np.float32)
+    tables = resample_fast.weight_tables(heat.shape, (10, 12))
+    photo, blend = np.zeros((10, 12, 3), np.uint8), np.zeros((3, 256), np.uint8)
+    out, big = np.zeros((10, 12, 3), np.uint8), np.zeros((10, 12), np.float32)
+    compiled(heat, *tables, photo, blend, out, big, True, True)  # agrees
+    assert same_bits(big, oracle_heatmap(heat, (10, 12)))
+    bad_index = list(tables)
+    bad_index[4] = tables[4].copy()
+    bad_index[4][-1] = 4  # column 4 of a 4-column map
+    for arguments in [(heat, *tables, photo, blend, out[:, :11], big, False, True),
+                      (heat, *tables, photo, blend, out, big[:9], True, False),
+                      (heat.astype(np.float64), *tables, photo, blend, out, big, True, True),
+                      (np.ones((3, 8), np.float32)[:, ::2], *tables, photo, blend, out, big, True, True),
+                      (heat, *bad_index, photo, blend, out, big, True, True),
+                      (heat, *tables, photo, np.zeros((3, 100), np.uint8), out, big, False, True)]:
+        with pytest.raises(ValueError):
+            compiled(*arguments)
