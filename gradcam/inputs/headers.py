@@ -27,17 +27,21 @@ _QUARTER_TURNS = (5, 6, 7, 8)
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file as it is shown, upright (its EXIF orientation applied, as
     :func:`~gradcam.inputs.images.load_image` does), from its header alone; None when the header cannot be read."""
-    from PIL import Image
-
     if is_dicom_file(path):
         return dicom_size(path)
+    return _header_size(path, upright=True)
+
+
+def _header_size(path: str | os.PathLike, upright: bool) -> tuple[int, int] | None:
+    """(width, height) from the header, turned by the EXIF orientation when ``upright``; None when unreadable."""
+    from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
                 width, height = image.size
-                turned = has_orientation(image) and image.getexif().get(0x0112) in _QUARTER_TURNS
+                turned = upright and has_orientation(image) and image.getexif().get(0x0112) in _QUARTER_TURNS
                 return (height, width) if turned else (width, height)
     except Exception:
         return None
@@ -49,5 +53,7 @@ def photo_bytes(path: str | os.PathLike) -> int:
     if is_volume_name(path):
         shape = volume_shape(path)
         return 4 * int(np.prod(shape)) if shape else 0
-    size = image_size(path)
+    # width x height is the same turned or not: the EXIF block is not parsed (a folder run asks this of every
+    # input in its main thread)
+    size = dicom_size(path) if is_dicom_file(path) else _header_size(path, upright=False)
     return size[0] * size[1] * 3 if size else 0

@@ -223,3 +223,18 @@ def test_output_names_never_clash(tmp_path):
 def test_missing_path_is_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         discover_inputs([tmp_path / "nope.jpg"])
+
+
+def test_photo_bytes_reads_the_size_without_the_exif_turn(tmp_path):
+    """width x height x 3 is the same turned or not: photo_bytes does not parse the EXIF block (image_size does)."""
+    from PIL import Image
+
+    from gradcam.inputs.headers import image_size, photo_bytes
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a quarter turn
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    assert image_size(tmp_path / "turned.jpg") == (48, 64)
+    assert photo_bytes(tmp_path / "turned.jpg") == 64 * 48 * 3 == load_image(tmp_path / "turned.jpg").nbytes
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    assert photo_bytes(tmp_path / "bad.jpg") == 0 and image_size(tmp_path / "bad.jpg") is None
