@@ -34,7 +34,8 @@ MAX_JSON_CONTAINERS = 4 * MAX_BOXES
 #: characters in one line (a row of millions of commas would be split into millions of fields)
 MAX_CSV_LINES = 2 * MAX_BOXES
 MAX_LINE_CHARS = 65_536
-_LONG_LINE = re.compile(f"[^\\r\\n]{{{MAX_LINE_CHARS + 1}}}")
+#: a line over the limit, tried at line starts only (from every position, lines just under it took O(L^2))
+_LONG_LINE = re.compile(f"(?:\\A|(?<=[\\r\\n]))[^\\r\\n]{{{MAX_LINE_CHARS + 1}}}")
 #: the CSV's columns: these five, then optionally ``class``
 CSV_COLUMNS = ("image", "x0", "y0", "x1", "y1")
 

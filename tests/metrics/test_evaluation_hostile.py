@@ -263,3 +263,17 @@ def test_a_ranking_that_cannot_be_written_is_one_output_error(tmp_path):
     (tmp_path / "ranking.png").mkdir()  # a folder under the figure's name
     with pytest.raises(OutputError, match="ranking.png"):
         ranking.write(tmp_path)
+
+
+def test_lines_just_under_the_length_limit_are_checked_in_linear_time(tmp_path):
+    from gradcam.inputs.ground_truth import MAX_LINE_CHARS
+
+    path = tmp_path / "boxes.csv"
+    name = "a" * (MAX_LINE_CHARS - 20)
+    path.write_text("image,x0,y0,x1,y1\n" + "".join(f"{name}{i},1,2,3,4\n" for i in range(20)))
+    started = time.monotonic()
+    assert len(read_boxes(path)) == 20
+    assert time.monotonic() - started < 3  # tried from every position, the check took 14 s a line
+    path.write_text("image,x0,y0,x1,y1\r" + name + "x" * 30 + ",1,2,3,4\r")  # old Mac line ends count too
+    with pytest.raises(UsageError, match="line 2: not CSV"):
+        read_boxes(path)
