@@ -1,6 +1,7 @@
 """ROAD's imputation (gradcam/metrics/road_solver.py): CPU milliseconds per percentile and per 224x224 photo,
-LU (SciPy's SuperLU, the solver before the fast path) against the multigrid-preconditioned conjugate gradients
-(numba) and against ``solve`` (what ``noisy_linear_impute`` runs: LU for small systems), medians of
+LU (SciPy's SuperLU with its MMD ordering, the solver before) against LU in nested-dissection order (lu_nd), the
+multigrid-preconditioned conjugate gradients (numba) and ``solve`` (what ``noisy_linear_impute`` runs: lu_nd for
+small systems, multigrid for the others), medians of
 interleaved repeats; the largest difference to LU in grey levels; and the one-time costs of the fast path
 in fresh processes (numba's import and the cached kernels' load; a compile with an empty cache).
 
@@ -92,11 +93,13 @@ def main() -> None:
         for key, value in startup(args.repeat).items():
             print(f"{key:32s} {value:8.0f} ms CPU")
     assert road_solver.available(), "numba is not installed (or GRADCAM_NO_JIT is set)"
-    solvers = {"lu": road_solver.solve_lu, "multigrid": road_solver.solve_multigrid, "solve": road_solver.solve}
+    solvers = {"lu": lambda *system: road_solver.solve_lu(*system, order="mmd"), "lu_nd": road_solver.solve_lu,
+               "multigrid": road_solver.solve_multigrid, "solve": road_solver.solve}
     times = {(order, p, name): [] for order in ("morf", "lerf") for p in DEFAULT_PERCENTILES for name in solvers}
     worst = {name: 0.0 for name in solvers}
     warm = np.random.default_rng(0).random((40, 40)) < 0.9
     road_solver.solve_multigrid(*road_solver.system(np.ones((40, 40, 3), np.float32), warm, NEIGHBOUR_WEIGHTS), warm)
+    road_solver.dissection(224, 224)
     for index, name in enumerate(args.photos):
         image, hot = photo(name), heatmap(index)
         for order in ("morf", "lerf"):

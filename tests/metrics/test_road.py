@@ -338,14 +338,27 @@ def test_the_fast_path_gives_lus_values(name, image, removed):
     assert np.all(residual <= road_solver.RTOL * np.linalg.norm(rhs[removed], axis=0) * 1.01 + 1e-12)
 
 
+@pytest.mark.parametrize("case", cases("impute_image_"))
+def test_the_fast_path_matches_pytorch_grad_cam(case):
+    """The oracle's images are small enough that noisy_linear_impute solves them by LU: here the fast path alone."""
+    pytest.importorskip("numba")
+    from gradcam.metrics import road_solver
+    from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
+
+    image, removed = ORACLE[f"impute_image_{case}"], ORACLE[f"impute_removed_{case}"]
+    fast = road_solver.solve_multigrid(*road_solver.system(image, removed, NEIGHBOUR_WEIGHTS), removed)
+    np.testing.assert_allclose(fast, ORACLE[f"impute_result_{case}"][removed], rtol=1e-6, atol=1e-4)
+
+
 def test_solve_takes_lu_without_numba_or_when_the_fast_path_gives_up(monkeypatch):
     from gradcam.metrics import road_solver
     from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
 
     rng = np.random.default_rng(5)
-    image = (rng.random((160, 120, 3)) * 255).astype(np.float32)
-    removed = rng.random((160, 120)) < 0.9
+    image = (rng.random((120, 100, 3)) * 255).astype(np.float32)
+    removed = rng.random((120, 100)) < 0.9
     removed[60, :] = True
+    monkeypatch.setattr(road_solver, "SMALL", 1000)  # so that this test does not follow the tuning
     assert removed.sum() > road_solver.SMALL
     stencil, rhs = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
     reference = road_solver.solve_lu(stencil, rhs, removed)
@@ -363,11 +376,32 @@ def test_solve_takes_lu_without_numba_or_when_the_fast_path_gives_up(monkeypatch
     monkeypatch.setattr(road_solver, "MAX_ITERATIONS", 1)  # too few: the fast path gives None, LU answers
     assert real(stencil, rhs, removed, road_solver.RTOL, 1) is None
     np.testing.assert_array_equal(road_solver.solve(stencil, rhs, removed), reference)
-    small = np.zeros((160, 120), bool)
+    small = np.zeros((120, 100), bool)
     small[10:20, 10:20] = True  # at most SMALL removed pixels: LU, which is cheaper there
     small_system = road_solver.system(image, small, NEIGHBOUR_WEIGHTS)
     np.testing.assert_array_equal(road_solver.solve(*small_system, small), road_solver.solve_lu(*small_system, small))
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (5, 7), (17, 16), (224, 224)])
+def test_the_dissection_order_numbers_every_pixel_once_with_the_separators_last(shape):
+    from gradcam.metrics.road_solver import dissection
+
+    key = dissection(*shape)
+    assert key.shape == shape and sorted(key.ravel().tolist()) == list(range(shape[0] * shape[1]))
+    if shape == (17, 16):  # the middle row separates the halves, which come first
+        assert key[8].min() > max(key[:8].max(), key[9:].max())
+        assert key[:8, 8].min() > key[:8, :8].max()  # the top half's middle column after its left quarter
+
+
+def test_lu_in_either_order_gives_the_same_values():
+    from gradcam.metrics import road_solver
+    from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
+
+    for name, image, removed in solver_cases():
+        system = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
+        np.testing.assert_allclose(road_solver.solve_lu(*system, removed), road_solver.solve_lu(*system, removed, "mmd"),
+                                   rtol=1e-12, atol=1e-9, err_msg=name)
 
 
 def test_importing_road_imports_no_numba():
