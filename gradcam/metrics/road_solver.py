@@ -35,18 +35,19 @@ def system(image: np.ndarray, removed: np.ndarray, weights) -> tuple[np.ndarray,
     its neighbour (dr, dc); kept pixels are identity rows) and right-hand side float64 (H, W, C) (0 at kept
     pixels). Removed pixel i: ``total_i x_i - sum_j w_ij x_j = sum_k w_ik image_k``, j removed and k kept
     in-image neighbours, ``total_i`` the sum of i's in-image neighbours' weights."""
+    from scipy import ndimage
+
     height, width = removed.shape
-    inside = np.pad(np.ones((height, width)), 1)
-    open_ = np.pad(removed, 1)
-    known = np.pad(np.where(removed[..., None], 0.0, image.astype(np.float64)), ((1, 1), (1, 1), (0, 0)))
-    stencil = np.zeros((height, width, 9))
-    rhs = np.zeros(image.shape)
-    total = np.zeros((height, width))
+    kernel = np.zeros((3, 3))
     for down, right, weight in weights:
-        window = (slice(1 + down, 1 + down + height), slice(1 + right, 1 + right + width))
-        total += weight * inside[window]
-        rhs += weight * known[window]
-        stencil[..., 3 * (down + 1) + right + 1] = np.where(removed & open_[window], -weight, 0.0)
+        kernel[down + 1, right + 1] = weight
+    # correlate: out[r, c] = sum of kernel[dr + 1, dc + 1] in[r + dr, c + dc], 0 off the image
+    known = np.where(removed[..., None], 0.0, image.astype(np.float64))
+    rhs = ndimage.correlate(known, kernel[..., None], mode="constant")
+    total = ndimage.correlate(np.ones((height, width)), kernel, mode="constant")
+    open_ = np.pad(removed, 1)
+    coupled = np.stack([open_[k // 3: k // 3 + height, k % 3: k % 3 + width] for k in range(9)], -1)
+    stencil = np.where(coupled & removed[..., None], -kernel.ravel(), 0.0)
     stencil[..., 4] = np.where(removed, total, 1.0)
     rhs[~removed] = 0.0
     return stencil, rhs
