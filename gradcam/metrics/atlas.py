@@ -67,8 +67,8 @@ def build_atlas(output_dir: Path, border: float = 0.1, frame: tuple[int, int] = 
     other framed maps of its class; the shortcut score (:data:`SCORE_TEXT`). Per class: the mean framed
     map, the mean border share, and from the records' ``relevance_mass`` and ``energy_pointing_game``
     (optional, numbers in [0, 1]) the mean share outside the object (1 - relevance_mass) and the mean
-    pointing score. ``top``: how many candidates are listed overall and per class. The framed maps are
-    kept while building (float32: 16 KB a map at 64 x 64).
+    pointing score. ``top``: how many candidates are listed overall and per class. Each map is read
+    twice, for its class's sum and for its correlation with the rest: only the sums are held.
 
     Raises:
         UsageError: bad parameters, no manifest, or no record with a saved map.
@@ -78,7 +78,8 @@ def build_atlas(output_dir: Path, border: float = 0.1, frame: tuple[int, int] = 
     records = explained_records(output_dir)
     require_saved_maps(output_dir, records)
     skipped: list[tuple[str, str]] = []
-    groups: dict[int | None, list[tuple[AtlasImage, np.ndarray]]] = {}
+    groups: dict[int | None, list[tuple[AtlasImage, dict]]] = {}
+    totals: dict[int | None, np.ndarray] = {}  # per class, the sum of its framed maps (float64)
     for record in records:
         try:
             values = attention(saved_map(output_dir, record))
@@ -93,10 +94,14 @@ def build_atlas(output_dir: Path, border: float = 0.1, frame: tuple[int, int] = 
                            finite(record.get("probability")), record.get("overlay"), record["heatmap"],
                            share, outside_object=None if relevance is None else 1 - relevance,
                            pointing_game=_ground_truth(record, "energy_pointing_game"))
-        groups.setdefault(image.class_index, []).append((image, resample(values, frame).astype(np.float32)))
+        framed = resample(values, frame).astype(np.float32).astype(np.float64)
+        total = totals.get(image.class_index)
+        totals[image.class_index] = framed if total is None else np.add(total, framed, out=total)
+        groups.setdefault(image.class_index, []).append((image, record))
     classes, images = [], []
     for class_index in sorted(groups, key=lambda index: (index is None, index or 0)):
-        atlas_class, members = _score_class(groups.pop(class_index), border)
+        atlas_class, members = _score_class(groups.pop(class_index), totals.pop(class_index), border,
+                                            lambda record: _framed(output_dir, record, frame))
         classes.append(atlas_class)
         images.extend(members)
     images.sort(key=lambda image: (-image.shortcut_score, image.input))
@@ -108,13 +113,25 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _score_class(members: list[tuple[AtlasImage, np.ndarray]], border: float) -> tuple[AtlasClass, list[AtlasImage]]:
-    """A class's mean map and numbers, and its images with their correlations and scores filled in."""
+def _framed(output_dir: Path, record: dict, frame: tuple[int, int]) -> np.ndarray | None:
+    """A record's attention in the frame as the first pass made it (float32 values as float64); None when
+    its map can no longer be read."""
+    try:
+        return resample(attention(saved_map(output_dir, record)), frame).astype(np.float32).astype(np.float64)
+    except MapSkipped:
+        return None
+
+
+def _score_class(members: list[tuple[AtlasImage, dict]], total: np.ndarray, border: float,
+                 framed_of) -> tuple[AtlasClass, list[AtlasImage]]:
+    """A class's mean map and numbers, and its images with their correlations and scores filled in.
+    ``total``: the sum of the members' framed maps; ``framed_of(record)`` reads one again (the maps are
+    not all held at once: a manifest of a million lines naming one small map would need 16 GB)."""
     images = [image for image, _ in members]
-    total = np.sum([framed for _, framed in members], axis=0, dtype=np.float64)
     count = len(members)
-    for image, framed in members:
-        others = (total - framed) / (count - 1) if count > 1 else None
+    for image, record in members:
+        framed = framed_of(record) if count > 1 else None
+        others = (total - framed) / (count - 1) if framed is not None else None
         image.correlation = pearson(framed, others) if others is not None else None
         image.shortcut_score = shortcut_score(image.border_share, image.correlation, border)
     outside = [image.outside_object for image in images]

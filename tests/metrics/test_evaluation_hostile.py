@@ -277,3 +277,26 @@ def test_lines_just_under_the_length_limit_are_checked_in_linear_time(tmp_path):
     path.write_text("image,x0,y0,x1,y1\r" + name + "x" * 30 + ",1,2,3,4\r")  # old Mac line ends count too
     with pytest.raises(UsageError, match="line 2: not CSV"):
         read_boxes(path)
+
+
+def test_the_atlas_does_not_hold_a_framed_map_per_record(tmp_path):
+    """A manifest of many lines naming one small map: held at once, the framed maps alone would take
+    lines x frame x 4 bytes (400 x 256 x 256 x 4 = 105 MB here; a million lines at 64 x 64, 16 GB)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from saved_runs import blob, record_for, write_run
+
+    from gradcam.metrics.atlas import build_atlas
+
+    records = [dict(record_for(f"p{i}", class_index=i % 2), heatmap="one.npy") for i in range(400)]
+    out = write_run(tmp_path / "out", {"one": blob((8, 8), 2, 3)}, records)
+    tracemalloc.start()
+    try:
+        atlas = build_atlas(out, frame=(256, 256))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(atlas.images) == 400 and [c.maps for c in atlas.classes] == [200, 200]
+    assert all(image.correlation == pytest.approx(1.0) for image in atlas.images)  # every map is the same
+    assert peak < 50e6, peak
