@@ -76,6 +76,27 @@ def _smooth(stencil, inverse, rhs, x, active, forward):
                     - a6 * x[r + 2, c, ch] - a7 * x[r + 2, c + 1, ch] - a8 * x[r + 2, c + 2, ch])
 
 
+def _sweep_from_zero(stencil, inverse, rhs, x, out, active):
+    """A forward Gauss-Seidel sweep from x = 0 (x's old values at active points are never read: the
+    neighbours after a point are still 0 when it is swept), then out = rhs - A x: at each point minus what
+    the neighbours swept after it took away, -(sum of their a_ij x_j). 8 products a point, not 9 + 9."""
+    height, width = stencil.shape[0], stencil.shape[1]
+    for r in range(height):
+        for c in range(width):
+            if active[r, c]:
+                a0, a1, a2, a3, scale = stencil[r, c, 0], stencil[r, c, 1], stencil[r, c, 2], stencil[r, c, 3], inverse[r, c]
+                for ch in range(LANES):
+                    x[r + 1, c + 1, ch] = scale * (rhs[r + 1, c + 1, ch] - a0 * x[r, c, ch] - a1 * x[r, c + 1, ch]
+                                                   - a2 * x[r, c + 2, ch] - a3 * x[r + 1, c, ch])
+    for r in range(height):
+        for c in range(width):
+            if active[r, c]:
+                a5, a6, a7, a8 = stencil[r, c, 5], stencil[r, c, 6], stencil[r, c, 7], stencil[r, c, 8]
+                for ch in range(LANES):
+                    out[r + 1, c + 1, ch] = -(a5 * x[r + 1, c + 2, ch] + a6 * x[r + 2, c, ch]
+                                              + a7 * x[r + 2, c + 1, ch] + a8 * x[r + 2, c + 2, ch])
+
+
 def _residual(stencil, rhs, x, out, active):
     """out = rhs - A x at the active points (elsewhere untouched)."""
     height, width = stencil.shape[0], stencil.shape[1]
@@ -169,4 +190,4 @@ def compiled() -> SimpleNamespace:
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")
     _parents = jit(_parents)
     return SimpleNamespace(**{function.__name__.lstrip("_"): jit(function) for function in (
-        _galerkin, _smooth, _residual, _restrict, _interpolate, _dot, _step, _combine)})
+        _galerkin, _smooth, _sweep_from_zero, _residual, _restrict, _interpolate, _dot, _step, _combine)})

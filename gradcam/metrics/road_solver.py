@@ -172,9 +172,7 @@ def _vcycle(levels: list, coarsest: tuple, rhs: np.ndarray, jit: SimpleNamespace
         out[1:-1, 1:-1] = (coarsest[1] @ inner.reshape(-1, rhs.shape[2])).reshape(inner.shape)
         return out
     stencil, inverse, active, step_r, step_c, (x, residual) = levels[depth]
-    x.fill(0.0)
-    jit.smooth(stencil, inverse, rhs, x, active, True)
-    jit.residual(stencil, rhs, x, residual, active)
+    jit.sweep_from_zero(stencil, inverse, rhs, x, residual, active)  # x's inactive points stay 0
     below = levels[depth + 1][5][1] if depth + 1 < len(levels) else np.empty(
         (coarsest[0].shape[0] + 2, coarsest[0].shape[1] + 2, rhs.shape[2]))
     coarse = np.empty_like(below)
