@@ -233,8 +233,8 @@ def check_options(args: argparse.Namespace) -> None:
     """
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1, not {args.alpha}")
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, not {args.steps}")
+    if not 1 <= args.steps <= 1000:  # each step is two model inputs of one batch
+        raise UsageError(f"--steps must be from 1 to 1000, not {args.steps}")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
     if args.batch_size < 1:

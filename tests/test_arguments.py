@@ -43,3 +43,11 @@ def test_batch_size_has_one_meaning_and_one_default():
     assert RunOptions(output_dir=".").batch_size == DEFAULT_BATCH_SIZE
     assert inspect.signature(explain).parameters["batch_size"].default == DEFAULT_BATCH_SIZE
     assert inspect.signature(Explainer).parameters["batch_size"].default == DEFAULT_BATCH_SIZE
+
+
+@pytest.mark.parametrize("steps", ["0", "1001"])
+def test_steps_out_of_range_are_one_line_before_any_model_loads(tmp_path, capsys, steps):
+    photo = tmp_path / "a.png"
+    photo.write_bytes(b"not read")
+    assert main([str(photo), "--evaluate", "--steps", steps, "--model", "no_such.keras", "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"gradcam: error: --steps must be from 1 to 1000, not {steps}"

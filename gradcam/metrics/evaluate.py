@@ -84,7 +84,7 @@ def evaluate(model, inputs: str | Path | Sequence[str | Path], output: str | Pat
         own = EvaluationSettings(**{**settings.__dict__, "baselines": baselines and i == 0})
         _evaluate_one(classifier, items, Path(output) / name, name, layer, own, Evaluator(own), save_npy, batch_size)
         folders[name] = Path(output) / name
-    ranking = rank_methods(folders)
+    ranking = rank_methods(folders, settings.as_record())  # the same images, under these settings
     ranking.write(Path(output))
     return ranking
 

@@ -16,7 +16,7 @@ from typing import Iterable
 from ..errors import OutputError
 from .._version import library_versions
 from ..inputs.identity import DIGESTS
-from .wellformed import well_formed
+from .wellformed import regular_file_text, well_formed
 from ..names import MANIFEST_NAME, SHARD_MANIFEST_PATTERN
 
 try:
@@ -61,9 +61,8 @@ def read_records(source: Path) -> list[dict]:
     if source.is_dir():
         records = [record for path in manifest_paths(source) for record in read_records(path)]
         return sorted(records, key=lambda record: (isinstance(record.get("seq"), int), record.get("seq") or 0))
-    try:
-        text = source.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    text = regular_file_text(source)
+    if text is None:
         return []
     records = []
     for line in text.splitlines():

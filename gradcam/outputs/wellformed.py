@@ -1,6 +1,11 @@
-"""Which manifest records are read back: those whose fields have the types the tool writes. A hand-edited
-or damaged line (a list where a path belongs, a NUL in a name, a float sequence number) vouches for nothing."""
+"""Which manifest records are read back: those whose fields have the types the tool writes, from a manifest
+that is a regular file. A hand-edited or damaged line (a list where a path belongs, a NUL in a name, a float
+sequence number), or a FIFO or device where a manifest belongs, vouches for nothing."""
 from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
 
 
 #: record fields read back as file names or text: a string (without NUL) or null
@@ -24,3 +29,21 @@ def well_formed(record: dict) -> bool:
             and (touched is None or (isinstance(touched, list) and all(text(path) for path in touched)))
             and (files is None or (isinstance(files, dict) and all(text(path) for path in files))
                  or (record.get("event") == "start" and isinstance(files, list))))  # a start record's identities
+
+
+def regular_file_text(path: Path) -> str | None:
+    """The text of ``path`` when it is a regular file (checked on the open file, opened without blocking:
+    a FIFO or a device put where a manifest belongs vouches for nothing instead of hanging), else None."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)

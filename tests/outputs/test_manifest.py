@@ -106,3 +106,20 @@ def test_a_full_disk_truncates_the_line_back_and_says_so_in_one_line(tmp_path, m
     writer.write({"input": "c", "status": "ok"})
     writer.close()
     assert [r["input"] for r in read_records(tmp_path / "manifest.jsonl")] == ["a", "c"]
+
+
+def test_a_fifo_or_device_where_a_manifest_belongs_vouches_for_nothing_and_hangs_nothing(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.jsonl").write_text('{"input": "a.png", "status": "error", "error": "x", "seq": 1}\n')
+    os.mkfifo(out / "manifest.shard-1-of-2.jsonl")
+    os.symlink("/dev/zero", out / "manifest.shard-0-of-2.jsonl")
+    code = ("import sys; from gradcam.cli import main; from gradcam.outputs.manifest import read_records; "
+            f"print(len(read_records({str(out)!r}))); sys.exit(main(['status', {str(out)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[0] == "1", done  # the regular manifest's record alone
+    assert done.returncode == 1 and "Traceback" not in done.stderr
