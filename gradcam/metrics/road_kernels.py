@@ -8,6 +8,7 @@ into the fine grid's active points (the unknowns).
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from types import SimpleNamespace
 
@@ -181,13 +182,23 @@ def _combine(z, direction, beta):
             direction[i, ch] = z[i, ch] + beta[ch] * direction[i, ch]
 
 
-@lru_cache(maxsize=None)
 def compiled() -> SimpleNamespace:
-    """The loops above compiled by numba (imported here, the first time), cached on disk (``cache=True``)."""
+    """The loops above compiled by numba (imported here, the first time), cached on disk (``cache=True``);
+    one thread compiles, the others wait for it."""
+    with _LOCK:
+        return _compile()
+
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _compile() -> SimpleNamespace:
     import numba
 
     global _parents  # the loops call it through this module's globals, so numba must compile it first
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-    _parents = jit(_parents)
+    if not isinstance(_parents, numba.core.dispatcher.Dispatcher):
+        _parents = jit(_parents)
     return SimpleNamespace(**{function.__name__.lstrip("_"): jit(function) for function in (
         _galerkin, _smooth, _sweep_from_zero, _residual, _restrict, _interpolate, _dot, _step, _combine)})

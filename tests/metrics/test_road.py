@@ -411,3 +411,30 @@ def test_importing_road_imports_no_numba():
     code = ("import sys, gradcam, gradcam.metrics.road, gradcam.metrics.road_kernels; "
             "assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_threads_compile_once_and_all_get_lus_values():
+    """A fresh process whose first ROAD solves come from four threads at once (numba compiled or loaded once)."""
+    pytest.importorskip("numba")
+    import subprocess
+    import sys
+
+    code = """
+import sys, threading
+import numpy as np
+from gradcam.metrics import road_solver
+from gradcam.metrics.road import NEIGHBOUR_WEIGHTS
+rng = np.random.default_rng(0)
+image = (rng.random((40, 30, 3)) * 255).astype(np.float32)
+removed = rng.random((40, 30)) < 0.8
+system = road_solver.system(image, removed, NEIGHBOUR_WEIGHTS)
+reference = road_solver.solve_lu(*system, removed)
+answers = [None] * 4
+def run(i):
+    answers[i] = road_solver.solve_multigrid(*system, removed)
+threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+assert all(a is not None and np.abs(a - reference).max() < 1e-6 for a in answers), answers
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
