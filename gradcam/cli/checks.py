@@ -83,7 +83,7 @@ def evaluation_settings(args: argparse.Namespace):
     ``--evaluate`` and ``--plot`` score deletion, insertion and average drop alone."""
     if args.command != "evaluate":
         return None
-    from ..metrics.evaluation import DEFAULT_FAMILIES, EvaluationSettings
+    from ..metrics.evaluation import EvaluationSettings, default_families
 
     for flag, name, kind in (("--boxes", args.boxes, "file"), ("--masks", args.masks, "folder")):
         if name is None or (Path(name).is_file() if kind == "file" else Path(name).is_dir()):
@@ -96,9 +96,7 @@ def evaluation_settings(args: argparse.Namespace):
         if output == masks or masks in output.parents:  # overlays read as masks, the folder's digest never stable
             raise UsageError(f"--masks: the output folder {args.output} lies in the masks folder {args.masks}: "
                              "write the outputs elsewhere")
-    families = args.metrics
-    if families is None:
-        families = DEFAULT_FAMILIES + (("localisation",) if args.boxes or args.masks else ())
+    families = args.metrics or default_families(bool(args.boxes or args.masks))
     extra = {} if args.road_percentiles is None else {"road_percentiles": args.road_percentiles}
     if args.sensitivity_radius is not None:
         extra["sensitivity_radius"] = args.sensitivity_radius

@@ -21,7 +21,7 @@ from ..outputs.paths import prepare_output_dir
 from ..runs.pipeline import RunOptions
 from ..runs.pipeline import run as run_folder
 from ..runs.status import Summary
-from .evaluation import DEFAULT_FAMILIES, EvaluationSettings, Evaluator
+from .evaluation import EvaluationSettings, Evaluator, default_families
 from .ranking import Ranking, rank_methods
 
 
@@ -63,7 +63,7 @@ def evaluate(model, inputs: str | Path | Sequence[str | Path], output: str | Pat
 
     ``model``: a built-in name, a model file, a :class:`Classifier` or a Keras model (not changed).
     """
-    families = tuple(metrics) if metrics else DEFAULT_FAMILIES + (("localisation",) if boxes or masks else ())
+    families = tuple(metrics) if metrics else default_families(bool(boxes or masks))
     extra = {"road_percentiles": tuple(road_percentiles)} if road_percentiles else {}
     settings = EvaluationSettings(families=families, steps=steps, baselines=baselines, boxes=boxes, masks=masks,
                                   sensitivity_samples=sensitivity_samples, tolerance=tolerance, seed=seed, **extra)

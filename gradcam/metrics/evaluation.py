@@ -38,6 +38,12 @@ MAX_STEPS = 1000
 DEFAULT_FAMILIES: tuple[str, ...] = ("faithfulness", "road", "complexity")
 
 
+def default_families(has_truth: bool) -> tuple[str, ...]:
+    """The families scored when none are named: :data:`DEFAULT_FAMILIES`, and localisation with ground truth
+    (``--boxes`` or ``--masks``)."""
+    return DEFAULT_FAMILIES + (("localisation",) if has_truth else ())
+
+
 @dataclass(frozen=True)
 class EvaluationSettings:
     """What ``gradcam evaluate`` computes, and how: recorded in every record's settings (``as_record``)."""
@@ -83,10 +89,6 @@ class EvaluationSettings:
             if name in known:
                 known[name] = tuple(known[name])
         return cls(**known)
-
-    @property
-    def has_truth(self) -> bool:
-        return self.boxes is not None or self.masks is not None
 
     def as_record(self) -> dict:
         """JSON-ready, with the ground truth identified by content: a boxes file by its digest, a

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from .manifest import latest_records
 from ..names import BASELINE_NAMES, GALLERY_NAME, METRICS
 from .render import write_atomic
+from .wellformed import record_scores
 
 
 def _caption(record: dict, shared_names: frozenset = frozenset()) -> str:
@@ -56,12 +57,13 @@ LINKED_PAGES = (("atlas.html", "atlas: where the model looks, class by class"),
 def _scores_table(records: list[dict]) -> str:
     """The folder means of every score the records carry (``gradcam evaluate``), the map's beside its
     baselines'; '' when no record has a score."""
-    columns = [("map", None), *((name, name) for name in BASELINE_NAMES)]
+    columns = [("map", ""), *((name, f"{name}:") for name in BASELINE_NAMES)]
+    scores = [record_scores(r) for r in records if (r.get("rank") or 1) == 1]
     rows = []
     for metric in METRICS:
         cells = []
-        for _, baseline in columns:
-            values = [v for r in records for v in [_score(r, baseline, metric.key)] if v is not None]
+        for _, prefix in columns:
+            values = [found[prefix + metric.key] for found in scores if prefix + metric.key in found]
             cells.append(f"{sum(values) / len(values):.3f}" if values else "")
         if any(cells):
             better = "higher" if metric.higher_is_better else "lower"
@@ -70,13 +72,6 @@ def _scores_table(records: list[dict]) -> str:
         return ""
     head = "".join(f"<th>{name}</th>" for name, _ in columns)
     return f'<h2>Score means</h2><table id="scores"><tr><th>metric</th>{head}</tr>{"".join(rows)}</table>'
-
-
-def _score(record: dict, baseline: str | None, key: str) -> float | None:
-    scores = record if baseline is None else (record.get("baselines") or {}).get(baseline)
-    value = scores.get(key) if isinstance(scores, dict) else None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
-    return float(value) if ok and (record.get("rank") or 1) == 1 else None
 
 
 def render_gallery(records: list[dict], linked: tuple[tuple[str, str], ...] = ()) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
+import math
 from pathlib import Path
+
+from ..names import BASELINE_NAMES, METRIC_KEYS
 
 
 #: record fields read back as file names or text: a string (without NUL) or null
@@ -47,3 +50,24 @@ def regular_file_text(path: Path) -> str | None:
         return None
     finally:
         os.close(descriptor)
+
+
+def record_scores(record: dict) -> dict[str, float]:
+    """A record's scores (:data:`~gradcam.names.METRIC_KEYS`) that are finite numbers: the map's by key, its
+    baselines' as 'BASELINE:key'; anything else a hand-edited line may hold is left out."""
+    baselines = record.get("baselines") if isinstance(record.get("baselines"), dict) else {}
+    found = {}
+    for prefix, scores in (("", record), *((f"{name}:", baselines.get(name)) for name in BASELINE_NAMES)):
+        if not isinstance(scores, dict):
+            continue
+        for key in METRIC_KEYS:
+            value = scores.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            try:
+                number = float(value)
+            except OverflowError:  # an int of hundreds of digits
+                continue
+            if math.isfinite(number):
+                found[prefix + key] = number
+    return found

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..names import BASELINE_NAMES, METRIC_KEYS
+from ..names import METRIC_KEYS
+from ..outputs.wellformed import record_scores
 from ..outputs.manifest import input_records, latest_records, manifest_paths, read_records, shard_of_manifest
 
 
@@ -47,16 +48,9 @@ class Summary:
             self.failures.append((record["input"], record["error"]))
 
     def metrics_of(self, record: dict) -> None:
-        """Collect a record's scores (:data:`~gradcam.names.METRIC_KEYS`): the map's by key, its baselines'
-        as 'BASELINE:key'; values that are not finite numbers are left out."""
-        baselines = record.get("baselines") if isinstance(record.get("baselines"), dict) else {}
-        for prefix, scores in (("", record), *((f"{name}:", baselines.get(name)) for name in BASELINE_NAMES)):
-            if not isinstance(scores, dict):
-                continue
-            for key in METRIC_KEYS:
-                value = scores.get(key)
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-                    self.metrics.setdefault(prefix + key, []).append(float(value))
+        """Collect a record's scores (:func:`~gradcam.outputs.wellformed.record_scores`)."""
+        for key, value in record_scores(record).items():
+            self.metrics.setdefault(key, []).append(value)
 
     def means(self) -> dict[str, float]:
         """Mean of each score over the explained records (baselines' as 'BASELINE:key'), in

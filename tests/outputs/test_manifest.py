@@ -123,3 +123,13 @@ def test_a_fifo_or_device_where_a_manifest_belongs_vouches_for_nothing_and_hangs
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.splitlines()[0] == "1", done  # the regular manifest's record alone
     assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+def test_record_scores_keep_finite_numbers_only_for_the_map_and_each_baseline():
+    from gradcam.outputs.wellformed import record_scores
+
+    record = {"deletion_auc": 0.25, "insertion_auc": float("nan"), "sparseness": 10 ** 400, "complexity": True,
+              "average_drop": "3", "pointing_game": 1, "unknown_key": 0.5,
+              "baselines": {"random": {"deletion_auc": 0.5, "road_combined": float("inf")}, "sobel": [1, 2]}}
+    assert record_scores(record) == {"deletion_auc": 0.25, "pointing_game": 1.0, "random:deletion_auc": 0.5}
+    assert record_scores({"baselines": "x"}) == {}
