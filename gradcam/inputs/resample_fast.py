@@ -47,8 +47,9 @@ class LazyKernel:
     with llvmlite alone (~0.08 s of CPU), without importing numba (its import and the cached kernel's load
     through numba's own cache took ~0.7-0.9 s). ``origin``: "cache", "compiled" or "compiled, not cached"."""
 
-    def __init__(self, function, signature: tuple):
+    def __init__(self, function, signature: tuple, caller=None):
         self.function, self.signature = function, signature
+        self.caller = caller  # wraps the ctypes function (checks its arrays): _caller where None
         self.compiled = None
         self.error: str | None = None
         self.origin: str | None = None
@@ -76,7 +77,7 @@ class LazyKernel:
                 self._keep, address = compiled, compiled.address
                 saved = kernel_cache.save(key, compiled)
                 self.origin = "compiled" if saved else "compiled, not cached"
-            self.compiled = _caller(kernel_cache.ctypes_function(self.signature, address))
+            self.compiled = (self.caller or _caller)(kernel_cache.ctypes_function(self.signature, address))
         except Exception as exc:  # no wheel, a broken llvmlite...
             self.error = f"{type(exc).__name__}: {exc}"
 
