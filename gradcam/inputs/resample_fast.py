@@ -122,18 +122,26 @@ def _caller(function):
 
 _LOCK = threading.Lock()
 _LOADER: threading.Thread | None = None
+#: other compiled kernels that the loader of :data:`KERNEL` loads after it (:mod:`.resize_fast` adds its own)
+ALSO_LOADED: list[LazyKernel] = []
+
+
+def _load_all() -> None:
+    KERNEL.compile()
+    for kernel in list(ALSO_LOADED):
+        kernel.compile()
 
 
 def load(wait: bool) -> bool:
-    """Load :data:`KERNEL` (once per process) in a background daemon thread, so that nothing waits for it
-    (the cached machine code: ~0.1 s; the first time numba's import and a compile, 2-6 s); ``wait`` blocks
-    until it is done. Returns whether the kernel is ready now. Does nothing where :func:`available` is False."""
+    """Load :data:`KERNEL`, then those of :data:`ALSO_LOADED`, once per process, in a background daemon thread,
+    so that nothing waits for it (the cached machine code: ~0.1 s; the first time numba's import and a compile,
+    2-6 s); ``wait`` blocks until it is done. Returns whether the kernel is ready now. Does nothing where :func:`available` is False."""
     global _LOADER
     if not available():
         return False
     with _LOCK:
         if _LOADER is None:
-            _LOADER = threading.Thread(target=KERNEL.compile, name="gradcam-jit", daemon=True)
+            _LOADER = threading.Thread(target=_load_all, name="gradcam-jit", daemon=True)
             _LOADER.start()
         loader = _LOADER
     if wait:
