@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ImageError
 from .discovery import is_volume_name
+from . import resize_fast
 from .headers import has_orientation, image_size, photo_bytes  # image_size, photo_bytes: imported from here too
 from .medical import is_dicom_file, is_nifti_name, read_dicom
 
@@ -234,10 +235,10 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     rgb = _decode(path, max_pixels)  # Pillow's image is resized as it is: no array and back
     image = Image.fromarray(rgb) if isinstance(rgb, np.ndarray) else rgb
     height, width = size
-    model_input = np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.float32)
     smaller = _shrunk_size(image.size, max_size)
     photo = _array_of(rgb if smaller is None else image.resize(smaller, Image.BILINEAR))
-    return photo, model_input
+    resized = resize_fast.resize(photo, size) if smaller is None else None  # Pillow's pixels, where it is loaded
+    return photo, np.asarray(image.resize((width, height), Image.BILINEAR) if resized is None else resized, np.float32)
 
 
 def check_not_empty(path: str | os.PathLike) -> None:

@@ -139,8 +139,25 @@ def make(tmp_path, name):
     return made if made is not None else path
 
 
+@pytest.fixture(params=["pillow resize", "compiled resize"])
+def resize_path(request, monkeypatch):
+    """Each test runs with the model input made by Pillow's resize and by the compiled one (inputs.resize_fast)."""
+    from gradcam.inputs import resize_fast
+
+    calls = []
+    if request.param == "compiled resize":
+        resize_fast.KERNEL.compile()
+        assert resize_fast.KERNEL.compiled is not None, resize_fast.KERNEL.error
+        kernel = resize_fast.KERNEL.compiled
+        monkeypatch.setattr(resize_fast.KERNEL, "compiled", lambda *args: calls.append(1) or kernel(*args))
+    else:
+        monkeypatch.setattr(resize_fast.KERNEL, "compiled", None)
+    yield request.param
+    assert bool(calls) == (request.param == "compiled resize")  # the path named was the path taken
+
+
 @pytest.mark.parametrize("name", sorted(CORPUS))
-def test_the_same_photo_and_model_input_as_before(tmp_path, name):
+def test_the_same_photo_and_model_input_as_before(tmp_path, name, resize_path):
     path = make(tmp_path, name)
     for size, max_size in (((24, 32), None), ((7, 5), 20), ((224, 224), 1000)):
         photo, model_input = load_for_model(path, size, max_size=max_size)
@@ -168,11 +185,12 @@ def test_a_dicom_file_is_read_as_before(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(SAMPLES, "*.jpg"))))
-def test_sample_photos_as_before(path):
-    photo, model_input = load_for_model(path, (224, 224), max_size=300)
-    expected_photo, expected_input = reference_load_for_model(path, (224, 224), 300)
-    np.testing.assert_array_equal(photo, expected_photo)
-    np.testing.assert_array_equal(model_input, expected_input)
+def test_sample_photos_as_before(path, resize_path):
+    for max_size in (300, None):
+        photo, model_input = load_for_model(path, (224, 224), max_size=max_size)
+        expected_photo, expected_input = reference_load_for_model(path, (224, 224), max_size)
+        np.testing.assert_array_equal(photo, expected_photo)
+        np.testing.assert_array_equal(model_input, expected_input)
     np.testing.assert_array_equal(load_image(path), reference_photo(path))
 
 
