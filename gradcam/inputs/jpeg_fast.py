@@ -43,8 +43,9 @@ _lock = threading.Lock()
 
 
 def decode_jpeg(path: str | os.PathLike, max_pixels: int) -> np.ndarray | None:
-    """The upright photo of the JPEG file at ``path`` exactly as Pillow gives it
-    (``np.asarray(Image.open(path).convert("RGB"))``): a new, writable, C-contiguous uint8 (H, W, 3)
+    """The upright photo of the JPEG file at ``path`` exactly as gradcam's Pillow decode gives it
+    (images._decode: ``np.asarray(Image.open(path).convert("RGB"))``, EXIF-turned where
+    headers.has_orientation says so; this module takes only upright files): a new, writable, C-contiguous uint8 (H, W, 3)
     array; None where this module leaves the file to Pillow (see the module's docstring), including
     files of more than ``max_pixels`` pixels (checked from the header, before decoding) and files larger
     than ``3 * max_pixels`` bytes + 1 MiB (never read whole). Never raises."""
