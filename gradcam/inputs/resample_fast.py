@@ -82,40 +82,63 @@ class LazyKernel:
             self.error = f"{type(exc).__name__}: {exc}"
 
 
+#: addresses of the read-only views that :func:`weight_tables` hands out, by id (each held, so its id is not reused):
+#: a view's memory cannot move (no resize, no new data), and ``array.ctypes.data`` costs ~3 us a call
+_ADDRESSES: dict[int, tuple[np.ndarray, int]] = {}
+_SCRATCH = threading.local()
+_F32, _F64, _I64, _U8 = (np.dtype(kind) for kind in (np.float32, np.float64, np.int64, np.uint8))
+
+
 def _pointer(array: np.ndarray, dtype, ndim: int) -> int:
     """The address of a C-contiguous ``dtype`` array of ``ndim`` dimensions (ValueError otherwise)."""
-    if array.dtype != dtype or array.ndim != ndim or not array.flags.c_contiguous:
+    flags = array.flags
+    if array.dtype != dtype or array.ndim != ndim or not flags.c_contiguous:
         raise ValueError(f"the kernel takes a C-contiguous {np.dtype(dtype)} array of {ndim} dimensions")
-    return array.ctypes.data
+    if flags.writeable or flags.owndata or ndim != 1 or array.nbytes > 65536:
+        return array.ctypes.data
+    held = _ADDRESSES.get(id(array))
+    if held is None or held[0] is not array:
+        if len(_ADDRESSES) >= 256:
+            _ADDRESSES.clear()
+        held = _ADDRESSES[id(array)] = (array, array.ctypes.data)
+    return held[1]
 
 
-def _within(size: int, *indices: np.ndarray) -> bool:
-    """Whether every index is in [0, size)."""
-    return all(not len(index) or (index.min() >= 0 and index.max() < size) for index in indices)
+def _scratch(width: int, columns: int) -> tuple:
+    """This thread's scratch arrays for :func:`_kernel`, reused from call to call (grown where too small):
+    (width, columns, the arrays, then the addresses of: products float64 (2 width), ends int64 (columns + 2;
+    [0]: the kernel's status), values float32 (columns), index int32 (columns))."""
+    held = getattr(_SCRATCH, "held", None)
+    if held is None or held[0] < width or held[1] < columns:
+        width, columns = max(width, held[0] if held else 1), max(columns, held[1] if held else 1)
+        arrays = (np.empty(2 * width, np.float64), np.empty(columns + 2, np.int64), np.empty(columns, np.float32),
+                  np.empty(columns, np.int32))
+        held = _SCRATCH.held = (width, columns, arrays, *(array.ctypes.data for array in arrays))
+    return held
 
 
 def _caller(function):
     """``compiled(source, *tables, photo, blend, out, heatmap, keep_heatmap, colour)`` over the C function:
-    every array's dtype, layout and shape checked (the machine code checks no index), then one call."""
+    every array's dtype, layout and shape checked, then one call, in which the machine code checks every index
+    of the tables before it reads through them (ValueError where one is outside the map, nothing written)."""
 
     def compiled(source, row0, row1, row_w0, row_w1, col0, col1, col_w0, col_w1, photo, blend, out, heatmap,
                  keep_heatmap, colour) -> None:
         (height, width), rows, columns = source.shape, len(row0), len(col0)
-        tables = [_pointer(row0, np.int64, 1), _pointer(row1, np.int64, 1), _pointer(row_w0, np.float64, 1),
-                  _pointer(row_w1, np.float64, 1), _pointer(col0, np.int64, 1), _pointer(col1, np.int64, 1),
-                  _pointer(col_w0, np.float64, 1), _pointer(col_w1, np.float64, 1)]
+        tables = [_pointer(row0, _I64, 1), _pointer(row1, _I64, 1), _pointer(row_w0, _F64, 1),
+                  _pointer(row_w1, _F64, 1), _pointer(col0, _I64, 1), _pointer(col1, _I64, 1),
+                  _pointer(col_w0, _F64, 1), _pointer(col_w1, _F64, 1)]
         if not (height and width and len(row1) == len(row_w0) == len(row_w1) == rows
                 and len(col1) == len(col_w0) == len(col_w1) == columns
-                and _within(height, row0, row1) and _within(width, col0, col1)
                 and (not keep_heatmap or heatmap.shape == (rows, columns))
-                and (not colour or (photo.shape == out.shape == (rows, columns, 3) and blend.shape[0] == 3
-                                    and blend.shape[1] >= 256 and blend.shape[1] % 256 == 0))):
+                and (not colour or (photo.shape == out.shape == (rows, columns, 3) and blend.shape == (3, 65536)))):
             raise ValueError("the kernel's arrays do not agree in shape")
-        scratch, ends = np.empty(2 * width + columns, np.float64), np.empty(max(columns, 1), np.int64)
-        function(_pointer(source, np.float32, 2), height, width, *tables[:4], rows, *tables[4:], columns,
-                 _pointer(photo, np.uint8, 3), _pointer(blend, np.uint8, 2), blend.shape[1] // 256,
-                 _pointer(out, np.uint8, 3), _pointer(heatmap, np.float32, 2), scratch.ctypes.data, ends.ctypes.data,
-                 int(bool(keep_heatmap)), int(bool(colour)))
+        scratch = _scratch(width, columns)
+        function(_pointer(source, _F32, 2), height, width, *tables[:4], rows, *tables[4:], columns,
+                 _pointer(photo, _U8, 3), _pointer(blend, _U8, 2), 256, _pointer(out, _U8, 3),
+                 _pointer(heatmap, _F32, 2), *scratch[3:], int(bool(keep_heatmap)), int(bool(colour)))
+        if scratch[2][1][0]:
+            raise ValueError("the kernel's index tables point outside the map")
 
     return compiled
 
@@ -188,70 +211,72 @@ def weight_tables(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> tupl
 
 @lru_cache(maxsize=16)
 def _weight_tables(in_rows: int, in_columns: int, out_rows: int, out_columns: int) -> tuple[np.ndarray, ...]:
-    tables = (*axis_weights(in_rows, out_rows), *axis_weights(in_columns, out_columns))
-    for table in tables:
+    tables = tuple(table.view() for table in (*axis_weights(in_rows, out_rows), *axis_weights(in_columns, out_columns)))
+    for table in tables:  # views: their memory cannot move, so the kernel's caller remembers their addresses
         table.flags.writeable = False
     return tables
 
 
 def _kernel(source_p, height, width, row0_p, row1_p, row_w0_p, row_w1_p, rows, col0_p, col1_p, col_w0_p,
-            col_w1_p, columns, photo_p, blend_p, colours, out_p, heatmap_p, scratch_p, ends_p, keep_heatmap,
-            colour):  # pragma: no cover - compiled by numba
-    """The one loop of the compiled path, row by row, over C arrays (pointers and sizes). Each value v is the
-    float32 of the float64 sum, in SciPy's order, of (v * wy) * wx over the four neighbours (``v * wy`` is the
-    same product for every column: taken once per source cell and row; the output columns that share their two
-    source columns form a run whose four products are taken once), clipped to [0, 1] in float32 as ``upsample``
-    clips; ``keep_heatmap``: heatmap[i, j] = v. ``colour``: out[i, j, ch] = blend[ch, index * 256 + photo[i, j,
-    ch]] with index = min(floor(v * 256), 255), matplotlib's colour of v. ``scratch``: float64 (2 width +
-    columns); ``ends``: int64 (columns)."""
-    source = carray(source_p, (height, width))
-    row0, row1 = carray(row0_p, rows), carray(row1_p, rows)
-    row_w0, row_w1 = carray(row_w0_p, rows), carray(row_w1_p, rows)
-    col0, col1 = carray(col0_p, columns), carray(col1_p, columns)
-    col_w0, col_w1 = carray(col_w0_p, columns), carray(col_w1_p, columns)
-    scratch, ends = carray(scratch_p, 2 * width + columns), carray(ends_p, columns)
-    upper, lower, values = scratch[:width], scratch[width : 2 * width], scratch[2 * width :]
-    runs = 0
-    for j in range(1, columns + 1):
-        if j == columns or col0[j] != col0[j - 1] or col1[j] != col1[j - 1]:
-            ends[runs] = j
-            runs += 1
-    one, zero, scale = np.float32(1.0), np.float32(0.0), np.float32(256.0)
+            col_w1_p, columns, photo_p, blend_p, colours, out_p, heatmap_p, products_p, ends_p, values_p, index_p,
+            keep_heatmap, colour):  # pragma: no cover - compiled by numba
+    """The one loop of the compiled path, row by row, over C pointers indexed flat (no negative-index wraparound:
+    LLVM vectorises the values' loop). Every table index is checked first: ends[0] = 1, nothing written, where
+    one is outside the map, else 0. Each value v is the float32 of the float64 sum, in SciPy's order, of (v * wy)
+    * wx over the four neighbours (``v * wy`` is the same product for every column: taken once per source cell
+    and row; the output columns that share their two source columns form a run whose four products are taken
+    once), clipped to [0, 1] in float32 as ``upsample`` clips, into heatmap[i, j] (``keep_heatmap``) or
+    values[j]. ``colour``: index[j] = min(floor(v * 256), 255) * 256, matplotlib's colour of v, for the whole row,
+    then out[i, j, ch] = blend[ch, index[j] + photo[i, j, ch]]. Scratch (:func:`_scratch`): products float64
+    (2 width), ends int64 (columns + 2), values float32 and index int32 (columns)."""
     for i in range(rows):
-        a, b, wa, wb = row0[i], row1[i], row_w0[i], row_w1[i]
+        if not (0 <= row0_p[i] < height and 0 <= row1_p[i] < height):
+            ends_p[0] = 1
+            return
+    for j in range(columns):
+        if not (0 <= col0_p[j] < width and 0 <= col1_p[j] < width):
+            ends_p[0] = 1
+            return
+    ends_p[0], runs = 0, 1
+    for j in range(1, columns + 1):
+        if j == columns or col0_p[j] != col0_p[j - 1] or col1_p[j] != col1_p[j - 1]:
+            ends_p[runs] = j  # runs end at ends[1:runs]
+            runs += 1
+    one, zero, scale, plane = np.float32(1.0), np.float32(0.0), np.float32(256.0), colours * 256
+    for i in range(rows):
+        a, b, wa, wb = row0_p[i] * width, row1_p[i] * width, row_w0_p[i], row_w1_p[i]
         for x in range(width):
-            upper[x] = np.float64(source[a, x]) * wa
-            lower[x] = np.float64(source[b, x]) * wb
+            products_p[x] = np.float64(source_p[a + x]) * wa
+            products_p[width + x] = np.float64(source_p[b + x]) * wb
+        row = i * columns
+        values, at = (heatmap_p, row) if keep_heatmap else (values_p, 0)
         start = 0
-        for r in range(runs):
-            stop = ends[r]
-            uc, ud, lc, ld = upper[col0[start]], upper[col1[start]], lower[col0[start]], lower[col1[start]]
+        for r in range(1, runs):
+            stop = ends_p[r]
+            c, d = col0_p[start], col1_p[start]
+            uc, ud, lc, ld = products_p[c], products_p[d], products_p[width + c], products_p[width + d]
             for j in range(start, stop):
-                wc, wd = col_w0[j], col_w1[j]
+                wc, wd = col_w0_p[j], col_w1_p[j]
                 total = 0.0
                 total += uc * wc
                 total += ud * wd
                 total += lc * wc
                 total += ld * wd
-                values[j] = min(max(np.float32(total), zero), one)  # a float32 value, held exactly in float64
+                values[at + j] = min(max(np.float32(total), zero), one)
             start = stop
-        if keep_heatmap:
-            heatmap = carray(heatmap_p, (rows, columns))
-            for j in range(columns):
-                heatmap[i, j] = np.float32(values[j])
         if colour:
-            photo, out = carray(photo_p, (rows, columns, 3)), carray(out_p, (rows, columns, 3))
-            blend = carray(blend_p, (3, colours * 256))
             for j in range(columns):
-                base = min(int(np.float32(values[j]) * scale), 255) * 256
-                out[i, j, 0] = blend[0, base + photo[i, j, 0]]
-                out[i, j, 1] = blend[1, base + photo[i, j, 1]]
-                out[i, j, 2] = blend[2, base + photo[i, j, 2]]
+                index_p[j] = min(max(np.int32(values[at + j] * scale), np.int32(0)), np.int32(255)) * np.int32(256)
+            for j in range(columns):
+                base, p = index_p[j], (row + j) * 3
+                out_p[p] = blend_p[base + photo_p[p]]
+                out_p[p + 1] = blend_p[plane + base + photo_p[p + 1]]
+                out_p[p + 2] = blend_p[2 * plane + base + photo_p[p + 2]]
 
 
 #: :func:`_kernel`'s C signature: "f32*" a pointer to float32 values, "i64" an int64, "i32" an int32...
 SIGNATURE = ("f32*", "i64", "i64", "i64*", "i64*", "f64*", "f64*", "i64", "i64*", "i64*", "f64*", "f64*", "i64",
-             "u8*", "u8*", "i64", "u8*", "f32*", "f64*", "i64*", "i32", "i32")
+             "u8*", "u8*", "i64", "u8*", "f32*", "f64*", "i64*", "f32*", "i32*", "i32", "i32")
 #: the compiled loop: compiled(source, *tables, photo, blend, out, heatmap, keep_heatmap, colour)
 KERNEL = LazyKernel(_kernel, SIGNATURE)
 #: what the loop is given for the photo, the blend table and the overlay when it only upsamples

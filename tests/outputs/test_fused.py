@@ -404,21 +404,59 @@ def test_a_run_is_the_same_with_the_compiled_path_on_and_off(tmp_path, tiny_mode
 
 
 def test_the_kernel_refuses_arrays_that_do_not_agree(compiled):
-    """The machine code checks no index: the caller checks every array's dtype, layout, shape and index range."""
+    """The caller checks every array's dtype, layout and shape (a blend table of 256 colours: [ch, c * 256 + p]),
+    the machine code every table index before it reads through them: ValueError, and nothing written."""
     heat = np.random.default_rng(8).random((3, 4)).astype(np.float32)
     tables = resample_fast.weight_tables(heat.shape, (10, 12))
-    photo, blend = np.zeros((10, 12, 3), np.uint8), np.zeros((3, 256), np.uint8)
+    photo, blend = np.zeros((10, 12, 3), np.uint8), np.zeros((3, 256 * 256), np.uint8)
     out, big = np.zeros((10, 12, 3), np.uint8), np.zeros((10, 12), np.float32)
     compiled(heat, *tables, photo, blend, out, big, True, True)  # agrees
     assert same_bits(big, oracle_heatmap(heat, (10, 12)))
     bad_index = list(tables)
     bad_index[4] = tables[4].copy()
     bad_index[4][-1] = 4  # column 4 of a 4-column map
+    bad_row = list(tables)
+    bad_row[1] = tables[1].copy()
+    bad_row[1][0] = -1
     for arguments in [(heat, *tables, photo, blend, out[:, :11], big, False, True),
                       (heat, *tables, photo, blend, out, big[:9], True, False),
                       (heat.astype(np.float64), *tables, photo, blend, out, big, True, True),
                       (np.ones((3, 8), np.float32)[:, ::2], *tables, photo, blend, out, big, True, True),
                       (heat, *bad_index, photo, blend, out, big, True, True),
-                      (heat, *tables, photo, np.zeros((3, 100), np.uint8), out, big, False, True)]:
+                      (heat, *bad_row, photo, blend, out, big, True, False),
+                      (heat, *tables, photo, np.zeros((3, 100), np.uint8), out, big, False, True),
+                      (heat, *tables, photo, np.zeros((3, 256), np.uint8), out, big, False, True)]:
+        out[:], big[:] = 7, 7
         with pytest.raises(ValueError):
             compiled(*arguments)
+        assert (out == 7).all() and (big == 7).all()
+
+
+def test_the_caller_remembers_the_addresses_of_read_only_views_only(compiled):
+    """weight_tables hands out read-only views, whose memory cannot move: the caller remembers their addresses.
+    An array that owns its memory is asked every time: a resize (allowed even read-only) moves it."""
+    tables = resample_fast.weight_tables((3, 4), (10, 12))
+    assert all(not table.flags.writeable and not table.flags.owndata for table in tables)
+    assert resample_fast._pointer(tables[0], np.int64, 1) == tables[0].ctypes.data
+    assert resample_fast._ADDRESSES[id(tables[0])][0] is tables[0]
+    own = np.arange(10, dtype=np.int64)
+    own.flags.writeable = False
+    big = np.zeros(10**5, np.int64).view()
+    big.flags.writeable = False
+    for array in (own, np.arange(10, dtype=np.int64).view(), big):
+        assert resample_fast._pointer(array, np.int64, 1) == array.ctypes.data
+        assert id(array) not in resample_fast._ADDRESSES
+    own.resize(10**6, refcheck=False)
+    assert resample_fast._pointer(own, np.int64, 1) == own.ctypes.data
+
+
+def test_the_kernels_scratch_is_reused_and_grown_per_thread(compiled):
+    """One thread's calls share its scratch arrays, grown for a wider map or photo; each call's values exact."""
+    rng = np.random.default_rng(11)
+    held = []
+    for map_shape, shape in [((5, 40), (30, 700)), ((3, 3), (9, 9)), ((20, 64), (50, 1500)), ((2, 2), (4, 4))]:
+        small = rng.random(map_shape).astype(np.float32)
+        assert same_bits(resample_fast.upsample2d(small, shape), oracle_heatmap(small, shape))
+        held.append(resample_fast._SCRATCH.held)
+    assert held[0] is held[1] and held[2] is held[3] and held[1] is not held[2]
+    assert held[2][:2] == (64, 1500)
