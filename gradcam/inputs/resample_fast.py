@@ -24,9 +24,6 @@ from functools import lru_cache
 
 import numpy as np
 
-#: numba.carray inside :func:`_kernel`, given to it when numba compiles it
-carray = None
-
 
 def available() -> bool:
     """Whether the compiled path can be used here: numba installed and not switched off
