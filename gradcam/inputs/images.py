@@ -15,6 +15,7 @@ from ..errors import ImageError
 from .discovery import is_volume_name
 from . import resize_fast
 from .headers import has_orientation, image_size, photo_bytes  # image_size, photo_bytes: imported from here too
+from .jpeg_fast import decode_jpeg
 from .medical import is_dicom_file, is_nifti_name, read_dicom
 
 #: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
@@ -53,12 +54,13 @@ def _check_2d(path: str | os.PathLike, max_pixels: int) -> None:
 
 
 def _decode(path: str | os.PathLike, max_pixels: int):
-    """A non-DICOM image file's upright RGB photo, decoded by Pillow, as :func:`_rgb_of` gives it: a
-    Pillow image in mode RGB (resized for the model as it is), or a uint8 (H, W, 3) array for 16-bit and
-    float images. Checks and errors as :func:`load_image`."""
+    """A non-DICOM image file's upright RGB photo: a Pillow image in mode RGB (:func:`_rgb_of`), or a uint8 (H, W, 3)
+    array (16-bit and float images; JPEGs that :func:`.jpeg_fast.decode_jpeg` takes). Checks as :func:`load_image`."""
     from PIL import Image, ImageOps
 
     check_not_empty(path)
+    if (photo := decode_jpeg(path, max_pixels)) is not None:  # Pillow's pixels, through simplejpeg
+        return photo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

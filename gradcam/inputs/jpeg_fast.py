@@ -81,9 +81,11 @@ def _read(path: str | os.PathLike, max_pixels: int) -> bytes | None:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
-        with open(path, "rb", buffering=0) as file:
-            size = os.fstat(file.fileno()).st_size
-            if size > 3 * max(int(max_pixels), 0) + (1 << 20):
+        # opened without blocking (a file swapped for a FIFO after the stat), then checked again
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as file:
+            status = os.fstat(file.fileno())
+            size = status.st_size
+            if not stat.S_ISREG(status.st_mode) or size > 3 * max(int(max_pixels), 0) + (1 << 20):
                 return None
             head = file.read(3)
             if head != b"\xff\xd8\xff":

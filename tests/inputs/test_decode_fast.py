@@ -139,21 +139,23 @@ def make(tmp_path, name):
     return made if made is not None else path
 
 
-@pytest.fixture(params=["pillow resize", "compiled resize"])
+@pytest.fixture(params=["pillow", "fast"])
 def resize_path(request, monkeypatch):
-    """Each test runs with the model input made by Pillow's resize and by the compiled one (inputs.resize_fast)."""
-    from gradcam.inputs import resize_fast
+    """Each test runs twice: decoded and resized by Pillow alone, and through the fast paths (JPEGs decoded by
+    inputs.jpeg_fast where it takes them, the model input made by the compiled inputs.resize_fast)."""
+    from gradcam.inputs import jpeg_fast, resize_fast
 
     calls = []
-    if request.param == "compiled resize":
+    if request.param == "fast":
         resize_fast.KERNEL.compile()
         assert resize_fast.KERNEL.compiled is not None, resize_fast.KERNEL.error
         kernel = resize_fast.KERNEL.compiled
         monkeypatch.setattr(resize_fast.KERNEL, "compiled", lambda *args: calls.append(1) or kernel(*args))
     else:
         monkeypatch.setattr(resize_fast.KERNEL, "compiled", None)
+        monkeypatch.setenv(jpeg_fast.DISABLE_ENV, "1")
     yield request.param
-    assert bool(calls) == (request.param == "compiled resize")  # the path named was the path taken
+    assert bool(calls) == (request.param == "fast")  # the path named was the path taken
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))

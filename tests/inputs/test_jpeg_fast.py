@@ -230,6 +230,22 @@ def test_files(tmp_path):
     assert decode_jpeg(tmp_path / "empty.jpg", BIG) is None
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_not_opened_for_ever(tmp_path, monkeypatch):
+    # a FIFO named like a photo (or a file swapped for one after its stat): refused, never blocking on open
+    import threading
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    monkeypatch.setattr(jpeg_fast.os, "stat", lambda path, *a, **k: real_stat(__file__))  # the stat said "file"
+    answers = []
+    reader = threading.Thread(target=lambda: answers.append(decode_jpeg(fifo, 10**6)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert answers == [None]
+
+
 def test_switched_off_by_environment(monkeypatch):
     data = pillow_jpeg(photo(8, 8))
     monkeypatch.setenv("GRADCAM_NO_FAST_JPEG", "1")
