@@ -25,9 +25,6 @@ import numpy as np
 
 from .resample_fast import ALSO_LOADED, LazyKernel
 
-#: numba.carray inside :func:`_kernel`, given to it when numba compiles it
-carray = None
-
 #: Pillow's fixed-point precision for 8-bit images (``32 - 8 - 2``)
 PRECISION_BITS = 22
 
@@ -75,28 +72,27 @@ def horizontal_first(in_size: tuple[int, int], out_size: tuple[int, int]) -> boo
 
 def _kernel(source_p, in_h, in_w, out_p, out_h, out_w, hbounds_p, hweights_p, hsize, vbounds_p, vweights_p, vsize,
             temp_p, sums_p, order):  # pragma: no cover - compiled by numba
-    """Pillow's two passes over a uint8 (in_h, in_w, 3) photo into a uint8 (out_h, out_w, 3) one. ``order``:
-    0 horizontal then vertical, 1 vertical then horizontal, 2 horizontal only, 3 vertical only. ``temp``: the
-    first pass's result (in_h x out_w or out_h x in_w pixels); ``sums``: int32 (3 max(in_w, out_w)). Sums of
-    integers: any order of the terms gives Pillow's value, so the vertical pass runs along whole rows (SIMD)."""
-    source = carray(source_p, (in_h, in_w * 3))
-    out = carray(out_p, (out_h, out_w * 3))
-    hbounds, hweights = carray(hbounds_p, (out_w, 2)), carray(hweights_p, (out_w, hsize))
-    vbounds, vweights = carray(vbounds_p, (out_h, 2)), carray(vweights_p, (out_h, vsize))
-    sums = carray(sums_p, max(in_w, out_w) * 3)
+    """Pillow's two passes over a uint8 (in_h, in_w, 3) photo into a uint8 (out_h, out_w, 3) one, over C pointers
+    indexed flat (no negative-index wraparound, so LLVM vectorises). ``order``: 0 horizontal then vertical, 1
+    vertical then horizontal, 2 horizontal only, 3 vertical only. ``temp``: the first pass's result (in_h x out_w
+    or out_h x in_w pixels); ``sums``: int32 (3 max(in_w, out_w)). Sums of integers: any order of the terms gives
+    Pillow's value, so the vertical pass runs along whole rows (SIMD) and the horizontal one two rows at a time."""
     half = np.int32(1 << 21)
     for step in range(3):
         if step == 1:  # horizontal: columns in_w -> out_w
             if order == 3:
                 continue
             rows = out_h if order == 1 else in_h
-            src = carray(temp_p, (rows, in_w * 3)) if order == 1 else source
-            dst = carray(temp_p, (rows, out_w * 3)) if order == 0 else out
+            src = temp_p if order == 1 else source_p
+            dst = temp_p if order == 0 else out_p
+            width_in, width_out = in_w * 3, out_w * 3
             for y in range(0, rows, 2):  # two rows at a time share the weights' loads
-                other = min(y + 1, rows - 1)
-                line, next_line, row, next_row = src[y], src[other], dst[y], dst[other]
+                a = y * width_in
+                b = min(y + 1, rows - 1) * width_in
+                oa = y * width_out
+                ob = min(y + 1, rows - 1) * width_out
                 for x in range(out_w):
-                    start, taps = hbounds[x, 0], hbounds[x, 1]
+                    first, taps, weights = hbounds_p[2 * x] * 3, hbounds_p[2 * x + 1], x * hsize
                     s0 = half
                     s1 = half
                     s2 = half
@@ -104,38 +100,38 @@ def _kernel(source_p, in_h, in_w, out_p, out_h, out_w, hbounds_p, hweights_p, hs
                     n1 = half
                     n2 = half
                     for t in range(taps):
-                        k = hweights[x, t]
-                        b = (start + t) * 3
-                        s0 += np.int32(line[b]) * k
-                        s1 += np.int32(line[b + 1]) * k
-                        s2 += np.int32(line[b + 2]) * k
-                        n0 += np.int32(next_line[b]) * k
-                        n1 += np.int32(next_line[b + 1]) * k
-                        n2 += np.int32(next_line[b + 2]) * k
-                    row[x * 3] = min(max(s0 >> 22, 0), 255)
-                    row[x * 3 + 1] = min(max(s1 >> 22, 0), 255)
-                    row[x * 3 + 2] = min(max(s2 >> 22, 0), 255)
-                    next_row[x * 3] = min(max(n0 >> 22, 0), 255)
-                    next_row[x * 3 + 1] = min(max(n1 >> 22, 0), 255)
-                    next_row[x * 3 + 2] = min(max(n2 >> 22, 0), 255)
+                        k = hweights_p[weights + t]
+                        c = first + 3 * t
+                        s0 += np.int32(src[a + c]) * k
+                        s1 += np.int32(src[a + c + 1]) * k
+                        s2 += np.int32(src[a + c + 2]) * k
+                        n0 += np.int32(src[b + c]) * k
+                        n1 += np.int32(src[b + c + 1]) * k
+                        n2 += np.int32(src[b + c + 2]) * k
+                    dst[oa + 3 * x] = min(max(s0 >> 22, 0), 255)
+                    dst[oa + 3 * x + 1] = min(max(s1 >> 22, 0), 255)
+                    dst[oa + 3 * x + 2] = min(max(s2 >> 22, 0), 255)
+                    dst[ob + 3 * x] = min(max(n0 >> 22, 0), 255)
+                    dst[ob + 3 * x + 1] = min(max(n1 >> 22, 0), 255)
+                    dst[ob + 3 * x + 2] = min(max(n2 >> 22, 0), 255)
         else:  # vertical: rows in_h -> out_h, along whole rows
             if not ((step == 0 and (order == 1 or order == 3)) or (step == 2 and order == 0)):
                 continue
             width = in_w * 3 if step == 0 else out_w * 3
-            src = source if step == 0 else carray(temp_p, (in_h, width))
-            dst = out if (step == 2 or order == 3) else carray(temp_p, (out_h, width))
+            src = source_p if step == 0 else temp_p
+            dst = out_p if (step == 2 or order == 3) else temp_p
             for y in range(out_h):
-                start, taps = vbounds[y, 0], vbounds[y, 1]
+                first, taps = vbounds_p[2 * y], vbounds_p[2 * y + 1]
                 for c in range(width):
-                    sums[c] = half
+                    sums_p[c] = half
                 for t in range(taps):
-                    k = vweights[y, t]
-                    line = src[start + t]
+                    k = vweights_p[y * vsize + t]
+                    line = (first + t) * width
                     for c in range(width):
-                        sums[c] += np.int32(line[c]) * k
-                row = dst[y]
+                        sums_p[c] += np.int32(src[line + c]) * k
+                row = y * width
                 for c in range(width):
-                    row[c] = min(max(sums[c] >> 22, 0), 255)
+                    dst[row + c] = min(max(sums_p[c] >> 22, 0), 255)
 
 
 #: :func:`_kernel`'s C signature (see :mod:`.kernel_cache`)
