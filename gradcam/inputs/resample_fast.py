@@ -132,7 +132,7 @@ def _caller(function):
             raise ValueError("the kernel's arrays do not agree in shape")
         scratch = _scratch(width, columns)
         function(_pointer(source, _F32, 2), height, width, *tables[:4], rows, *tables[4:], columns,
-                 _pointer(photo, _U8, 3), _pointer(blend, _U8, 2), 256, _pointer(out, _U8, 3),
+                 _pointer(photo, _U8, 3), _pointer(blend, _U8, 2), _pointer(out, _U8, 3),
                  _pointer(heatmap, _F32, 2), *scratch[3:], int(bool(keep_heatmap)), int(bool(colour)))
         if scratch[2][1][0]:
             raise ValueError("the kernel's index tables point outside the map")
@@ -215,8 +215,8 @@ def _weight_tables(in_rows: int, in_columns: int, out_rows: int, out_columns: in
 
 
 def _kernel(source_p, height, width, row0_p, row1_p, row_w0_p, row_w1_p, rows, col0_p, col1_p, col_w0_p,
-            col_w1_p, columns, photo_p, blend_p, colours, out_p, heatmap_p, products_p, ends_p, values_p, index_p,
-            keep_heatmap, colour):  # pragma: no cover - compiled by numba
+            col_w1_p, columns, photo_p, blend_p, out_p, heatmap_p, products_p, ends_p, values_p, index_p, keep_heatmap,
+            colour):  # pragma: no cover - compiled by numba
     """The one loop of the compiled path, row by row, over C pointers indexed flat (no negative-index wraparound:
     LLVM vectorises the values' loop). Every table index is checked first: ends[0] = 1, nothing written, where
     one is outside the map, else 0. Each value v is the float32 of the float64 sum, in SciPy's order, of (v * wy)
@@ -224,8 +224,9 @@ def _kernel(source_p, height, width, row0_p, row1_p, row_w0_p, row_w1_p, rows, c
     and row; the output columns that share their two source columns form a run whose four products are taken
     once), clipped to [0, 1] in float32 as ``upsample`` clips, into heatmap[i, j] (``keep_heatmap``) or
     values[j]. ``colour``: index[j] = min(floor(v * 256), 255) * 256, matplotlib's colour of v, for the whole row,
-    then out[i, j, ch] = blend[ch, index[j] + photo[i, j, ch]]. Scratch (:func:`_scratch`): products float64
-    (2 width), ends int64 (columns + 2), values float32 and index int32 (columns)."""
+    then out[i, j, ch] = blend[ch, index[j] + photo[i, j, ch]], blend uint8 (3, 256 * 256) (its planes at fixed
+    offsets). Scratch (:func:`_scratch`): products float64 (2 width), ends int64 (columns + 2), values float32 and
+    index int32 (columns)."""
     for i in range(rows):
         if not (0 <= row0_p[i] < height and 0 <= row1_p[i] < height):
             ends_p[0] = 1
@@ -239,7 +240,7 @@ def _kernel(source_p, height, width, row0_p, row1_p, row_w0_p, row_w1_p, rows, c
         if j == columns or col0_p[j] != col0_p[j - 1] or col1_p[j] != col1_p[j - 1]:
             ends_p[runs] = j  # runs end at ends[1:runs]
             runs += 1
-    one, zero, scale, plane = np.float32(1.0), np.float32(0.0), np.float32(256.0), colours * 256
+    one, zero, scale, plane = np.float32(1.0), np.float32(0.0), np.float32(256.0), 65536  # blend: (3, 256 * 256)
     for i in range(rows):
         a, b, wa, wb = row0_p[i] * width, row1_p[i] * width, row_w0_p[i], row_w1_p[i]
         for x in range(width):
@@ -273,7 +274,7 @@ def _kernel(source_p, height, width, row0_p, row1_p, row_w0_p, row_w1_p, rows, c
 
 #: :func:`_kernel`'s C signature: "f32*" a pointer to float32 values, "i64" an int64, "i32" an int32...
 SIGNATURE = ("f32*", "i64", "i64", "i64*", "i64*", "f64*", "f64*", "i64", "i64*", "i64*", "f64*", "f64*", "i64",
-             "u8*", "u8*", "i64", "u8*", "f32*", "f64*", "i64*", "f32*", "i32*", "i32", "i32")
+             "u8*", "u8*", "u8*", "f32*", "f64*", "i64*", "f32*", "i32*", "i32", "i32")
 #: the compiled loop: compiled(source, *tables, photo, blend, out, heatmap, keep_heatmap, colour)
 KERNEL = LazyKernel(_kernel, SIGNATURE)
 #: what the loop is given for the photo, the blend table and the overlay when it only upsamples
