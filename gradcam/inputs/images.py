@@ -194,21 +194,22 @@ def _packed_rgb(image) -> np.ndarray | None:
 
 
 def resize_for_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB photo to the model's input size with bilinear filtering.
+    """Resize a uint8 (H, W, 3) RGB photo to the model's input ``size`` (height, width), bilinear: float32
+    (height, width, 3) in [0, 255], not yet preprocessed for the model."""
+    return resized_rgb(rgb, None, size).astype(np.float32)
 
-    Args:
-        rgb: uint8 array (H, W, 3).
-        size: (height, width) of the model input.
 
-    Returns:
-        float32 array (height, width, 3) with values in [0, 255], not yet
-        preprocessed for the model.
-    """
-    from PIL import Image
+def resized_rgb(photo: np.ndarray | None, image, size: tuple[int, int]) -> np.ndarray:
+    """Pillow's bilinear resize of a photo to ``size`` (height, width), uint8: through the compiled loop of
+    :mod:`.resize_fast` from ``photo`` (uint8 (H, W, 3)) where it is loaded, else by Pillow from ``image`` (the
+    same photo as a Pillow RGB image, or None)."""
+    resized = resize_fast.resize(photo, size) if photo is not None else None
+    if resized is None:
+        from PIL import Image
 
-    height, width = size
-    resized = Image.fromarray(rgb).resize((width, height), Image.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
+        image = Image.fromarray(photo) if image is None else image
+        resized = _array_of(image.resize((int(size[1]), int(size[0])), Image.BILINEAR))
+    return resized
 
 
 def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -231,16 +232,13 @@ def load_for_model(path: str | os.PathLike, size: tuple[int, int], max_pixels: i
     if is_dicom_file(path):  # full depth until the model's input
         values = _dicom_values(path, window, max_pixels)
         return shrink(_rounded_rgb(values), max_size), resize_values_for_model(values, size)
-    from PIL import Image
-
     _check_2d(path, max_pixels)
-    rgb = _decode(path, max_pixels)  # Pillow's image is resized as it is: no array and back
-    image = Image.fromarray(rgb) if isinstance(rgb, np.ndarray) else rgb
-    height, width = size
-    smaller = _shrunk_size(image.size, max_size)
-    photo = _array_of(rgb if smaller is None else image.resize(smaller, Image.BILINEAR))
-    resized = resize_fast.resize(photo, size) if smaller is None else None  # Pillow's pixels, where it is loaded
-    return photo, np.asarray(image.resize((width, height), Image.BILINEAR) if resized is None else resized, np.float32)
+    rgb = _decode(path, max_pixels)
+    image = None if isinstance(rgb, np.ndarray) else rgb  # a Pillow image: resized as it is where Pillow resizes
+    smaller = _shrunk_size(rgb.shape[1::-1] if image is None else image.size, max_size)
+    array = _array_of(rgb) if image is None or smaller is None else None  # made anyway: the photo, or decoded so
+    photo = array if smaller is None else resized_rgb(array, image, smaller[::-1])
+    return photo, resized_rgb(array, image, size).astype(np.float32)
 
 
 def check_not_empty(path: str | os.PathLike) -> None:
@@ -281,13 +279,8 @@ def resize_values_for_model(values: np.ndarray, size: tuple[int, int]) -> np.nda
 def shrink(photo: np.ndarray, max_size: int | None) -> np.ndarray:
     """The photo with its longer side at most ``max_size`` (aspect ratio kept, Pillow's antialiased
     bilinear filter); unchanged when it already fits or ``max_size`` is None."""
-    height, width = photo.shape[:2]
-    smaller = _shrunk_size((width, height), max_size)
-    if smaller is None:
-        return photo
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(photo).resize(smaller, Image.BILINEAR))
+    smaller = _shrunk_size(photo.shape[1::-1], max_size)
+    return photo if smaller is None else resized_rgb(photo, None, smaller[::-1])
 
 
 def _shrunk_size(size: tuple[int, int], max_size: int | None) -> tuple[int, int] | None:
