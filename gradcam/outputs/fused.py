@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..explainers.heatmap import normalize, reference_upsample, upsample
-from ..inputs import resample_fast
+from ..inputs import resample_fast, resize_fast  # noqa: F401 - resize_fast's kernel is loaded with the render's
 from .colour import _blend_table, _lookup_table, overlay
 
 #: photo pixels a process renders through the reference path before the kernel is loaded in the background

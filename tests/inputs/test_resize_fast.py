@@ -152,3 +152,16 @@ def test_a_kernel_that_disagrees_with_pillow_is_never_used(kernel, monkeypatch):
     assert broken.compiled is None and "Pillow" in broken.error
     monkeypatch.setattr(resize_fast.KERNEL, "compiled", None)
     assert resize_fast.resize(np.zeros((4, 4, 3), np.uint8), (2, 2)) is None
+
+
+def test_the_renders_loader_loads_it_whatever_was_imported_first():
+    # a process that loads the render's kernel before anything imported resize_fast still gets it (the loader
+    # runs once per process: a kernel registered after it would never load)
+    import subprocess
+    import sys
+
+    code = ("from gradcam.outputs import fused\nassert fused.prepare()\n"
+            "from gradcam.inputs import resize_fast\nprint(resize_fast.KERNEL.compiled is not None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"

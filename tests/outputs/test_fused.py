@@ -380,24 +380,37 @@ def comparable(out: Path) -> list[dict]:
 @pytest.mark.parametrize("options", [["--save-npy", "--panel"], ["--max-size", "40", "--save-npy", "--alpha", "0.7"],
                                      ["--colormap", "twilight", "--save-npy"], ["--top-k", "2", "--colormap", "gray"]])
 def test_a_run_is_the_same_with_the_compiled_path_on_and_off(tmp_path, tiny_model_file, counted, monkeypatch, options):
-    """Issue 24, point 4: every output's pixels (.npy byte for byte), and the manifest, as before."""
+    """Issue 24, point 4: every output's pixels (.npy byte for byte), and the manifest, as before: the run with
+    the fast paths (the fused render, the compiled resize, simplejpeg's JPEGs) and the run without any."""
     from conftest import assert_same_outputs, write_photo
 
     from gradcam.cli import main
+    from gradcam.inputs import jpeg_fast, resize_fast
 
     photos = tmp_path / "photos"
     for i, size in enumerate([(64, 48), (33, 17), (1, 1), (101, 77), (640, 480)]):
         write_photo(photos / f"p{i}.png", size, seed=i)
     write_photo(photos / "grey.png", (45, 61), mode="L", seed=9)
+    write_photo(photos / "photo.jpg", (123, 97), seed=10, quality=90)
+    write_photo(photos / "grey.jpg", (64, 31), mode="L", seed=11, quality=75, progressive=True)
+    resized = []
+    resize_kernel = resize_fast.KERNEL.compiled
+    assert resize_kernel is not None, resize_fast.KERNEL.error  # loaded with the render's kernel
+    monkeypatch.setattr(resize_fast.KERNEL, "compiled", lambda *args: resized.append(1) or resize_kernel(*args))
     command = ["--model", str(tiny_model_file), str(photos), *options]
     assert main([*command, "-o", str(tmp_path / "on")]) == 0
-    assert len(counted) >= (0 if "twilight" in options else 6)  # twilight has 510 colours: today's path
+    assert len(counted) >= (0 if "twilight" in options else 8)  # twilight has 510 colours: today's path
+    assert len(resized) >= (8 if "--max-size" not in options else 2)  # the model inputs (photos, when not shrunk)
+    assert jpeg_fast.decode_jpeg(photos / "photo.jpg", 10**6) is not None  # the fast decode takes the JPEGs
+    assert jpeg_fast.decode_jpeg(photos / "grey.jpg", 10**6) is not None
     with monkeypatch.context() as off:
         off.setattr(resample_fast.KERNEL, "compiled", None)
+        off.setattr(resize_fast.KERNEL, "compiled", None)
         off.setenv("GRADCAM_NO_JIT", "1")
+        off.setenv(jpeg_fast.DISABLE_ENV, "1")
         assert main([*command, "-o", str(tmp_path / "off")]) == 0
     names = assert_same_outputs(tmp_path / "on", tmp_path / "off")
-    assert len([name for name in names if name.endswith(".png")]) == 6 * (2 if "--top-k" in options else 1)
+    assert len([name for name in names if name.endswith(".png")]) == 8 * (2 if "--top-k" in options else 1)
     for name in (name for name in names if name.endswith(".npy")):
         assert (tmp_path / "on" / name).read_bytes() == (tmp_path / "off" / name).read_bytes()
     assert comparable(tmp_path / "on") == comparable(tmp_path / "off")
