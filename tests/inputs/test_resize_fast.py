@@ -165,3 +165,11 @@ def test_the_renders_loader_loads_it_whatever_was_imported_first():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
+
+
+def test_what_is_not_a_uint8_photo_is_left_to_pillow(kernel):
+    assert resize_fast.resize(np.zeros((4, 4, 3), np.float32), (2, 2)) is None
+    assert resize_fast.resize(np.zeros((4, 4), np.uint8), (2, 2)) is None
+    assert resize_fast.resize(np.zeros((4, 4, 4), np.uint8), (2, 2)) is None
+    assert resize_fast.resize(np.zeros((0, 4, 3), np.uint8), (2, 2)) is None
+    assert resize_fast.resize(np.zeros((4, 4, 3), np.uint8), (0, 2)) is None
