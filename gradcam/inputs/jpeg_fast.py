@@ -6,9 +6,9 @@ Taken: 8-bit baseline, extended or progressive Huffman JPEGs, greyscale or YCbCr
 4:4:0 or 4:1:1 subsampling, any restart interval, upright (no EXIF/XMP orientation other than 1), of at
 most ``max_pixels`` pixels (read from the header before decoding). Left to Pillow (None): anything else
 (not a JPEG, 12-bit, lossless, hierarchical, arithmetic-coded, CMYK/YCCK, RGB-coded, Adobe transforms
-other than the usual, unusual sampling factors, MPO, turned by EXIF), a file that libjpeg-turbo decodes
-only with a warning (truncated or damaged: Pillow then gives its one-line error or its own pixels), a file
-whose header Pillow cannot open, simplejpeg not installed, or ``GRADCAM_NO_FAST_JPEG=1``.
+other than the usual, unusual sampling factors, MPO, turned by EXIF, more than 100 scans), a file that
+libjpeg-turbo decodes only with a warning (truncated or damaged: Pillow then gives its one-line error or its
+own pixels), a file whose header Pillow cannot open, simplejpeg not installed, or ``GRADCAM_NO_FAST_JPEG=1``.
 
 The decoder is libjpeg-turbo as Pillow's, both with their defaults: the accurate integer DCT (ISLOW),
 fancy upsampling, block smoothing. simplejpeg bundles its own libjpeg-turbo, which need not be Pillow's, so
@@ -37,6 +37,13 @@ _SKIPPED = frozenset({0xC4, 0xDB, 0xDD, 0xFE} | set(range(0xE0, 0xF0)))  # DHT, 
 #: luma (h, v) sampling factors, chroma at (1, 1), and simplejpeg's name for the subsampling
 _SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (1, 2): "440", (4, 1): "411"}
 _MAX_SEGMENTS = 1024  # header segments before the first scan (a few dozen in practice)
+_HEAD_BYTES = 1 << 20  # a file's first bytes, read (and its header checked) before the rest
+#: a file larger than this many bytes a pixel of its frame (+ 4 MiB) is left to Pillow unread (quality 100, 4:4:4
+#: noise takes 4.1)
+_BYTES_PER_PIXEL = 6
+#: a file with more scans is left to Pillow (libjpeg-turbo decodes every scan over the whole frame, however few
+#: its bytes: 2,000 scans of 2000x2000 pixels in a 52 KB file take 11 s; a progressive photo has about 10)
+_MAX_SCANS = 100
 
 _verdict: bool | None = None  # the self-check's answer, once made
 _lock = threading.Lock()
@@ -47,8 +54,9 @@ def decode_jpeg(path: str | os.PathLike, max_pixels: int) -> np.ndarray | None:
     (images._decode: ``np.asarray(Image.open(path).convert("RGB"))``, EXIF-turned where
     headers.has_orientation says so; this module takes only upright files): a new, writable, C-contiguous uint8 (H, W, 3)
     array; None where this module leaves the file to Pillow (see the module's docstring), including
-    files of more than ``max_pixels`` pixels (checked from the header, before decoding) and files larger
-    than ``3 * max_pixels`` bytes + 1 MiB (never read whole). Never raises."""
+    files of more than ``max_pixels`` pixels (checked from the header, before decoding), files larger
+    than 6 bytes a pixel of their frame + 4 MiB or ``3 * max_pixels`` bytes + 1 MiB (never read whole) and
+    files of more than 100 scans (each decoded over the whole frame). Never raises."""
     if not enabled():
         return None
     data = _read(path, max_pixels)
@@ -76,8 +84,10 @@ def enabled() -> bool:
 
 
 def _read(path: str | os.PathLike, max_pixels: int) -> bytes | None:
-    """The bytes of a regular file that starts as a JPEG and holds at most 3 * max_pixels + 1 MiB bytes;
-    None otherwise (or when it cannot be read, or changes size while read)."""
+    """The bytes of a regular file that starts as a JPEG this module takes (its header, every marker before the
+    first scan, within the first :data:`_HEAD_BYTES`) of at most ``max_pixels`` pixels, and that holds at most
+    :data:`_BYTES_PER_PIXEL` bytes a pixel of its frame + 4 MiB (and 3 * max_pixels + 1 MiB): a small frame with
+    megabytes after it is never read whole. None otherwise (or when it cannot be read, or changes size while read)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
@@ -87,10 +97,13 @@ def _read(path: str | os.PathLike, max_pixels: int) -> bytes | None:
             size = status.st_size
             if not stat.S_ISREG(status.st_mode) or size > 3 * max(int(max_pixels), 0) + (1 << 20):
                 return None
-            head = file.read(3)
-            if head != b"\xff\xd8\xff":
+            head = file.read(min(size, _HEAD_BYTES))
+            frame = _frame(head)
+            if frame is None or frame[0] * frame[1] > max_pixels or size > _BYTES_PER_PIXEL * frame[0] * frame[1] + (
+                    4 << 20):
                 return None
-            data = head + file.read(size - 2)  # the size, not the limit: read(n) first allocates n bytes
+            # the size (+ 1: a file grown since its stat is refused), not the limit: read(n) first allocates n bytes
+            data = head + file.read(size - len(head) + 1)
     except (OSError, ValueError, TypeError, OverflowError):
         return None
     return data if len(data) == size else None
@@ -110,7 +123,7 @@ def _decode_bytes(data: bytes, max_pixels: int) -> np.ndarray | None:
     if frame is None:
         return None
     width, height, components, subsampling = frame
-    if width * height > max_pixels:
+    if width * height > max_pixels or data.count(b"\xff\xda") > _MAX_SCANS:  # counts scans (and any 0xFFDA in APPn)
         return None
     import simplejpeg
 

@@ -1,0 +1,277 @@
+"""Hostile photos against the fast decode and resize (jpeg_fast, resize_fast, images): crafted JPEG headers
+(sizes 0 and 65535, sampling factors, quantisation tables, restart intervals, segment lengths, EXIF and XMP
+orientations in odd places, Adobe markers, fill bytes, trailing images, files under another format's name)
+and photos of extreme shapes give exactly what the Pillow path gives (the same arrays, or the same one-line
+ImageError); a JPEG of thousands of scans is never decoded twice, a small frame followed by megabytes is never
+read whole, and threads decoding while the compiled resize loads all get Pillow's pixels."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+simplejpeg = pytest.importorskip("simplejpeg")
+
+from gradcam.errors import GradcamError  # noqa: E402
+from gradcam.inputs import images, jpeg_fast, resample_fast, resize_fast  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_resize():
+    """The compiled resize loaded where numba is (else both runs below take Pillow's resize)."""
+    resample_fast.load(wait=True)
+    yield
+
+
+@contextlib.contextmanager
+def pillow_path():
+    """GRADCAM_NO_FAST_JPEG=1 and the compiled resize unloaded: the reference path."""
+    saved, before = resize_fast.KERNEL.compiled, os.environ.get(jpeg_fast.DISABLE_ENV)
+    os.environ[jpeg_fast.DISABLE_ENV] = "1"
+    resize_fast.KERNEL.compiled = None
+    try:
+        yield
+    finally:
+        resize_fast.KERNEL.compiled = saved
+        if before is None:
+            os.environ.pop(jpeg_fast.DISABLE_ENV, None)
+        else:
+            os.environ[jpeg_fast.DISABLE_ENV] = before
+
+
+def outcome(path, size, max_size=None, max_pixels=images.DEFAULT_MAX_PIXELS):
+    """load_for_model's (photo, model input), or its ImageError's type and message (any other exception fails)."""
+    try:
+        return images.load_for_model(path, size, max_pixels=max_pixels, max_size=max_size)
+    except GradcamError as exc:
+        return type(exc).__name__, str(exc)
+
+
+def assert_as_pillow_path(path, size=(24, 20), max_size=None, max_pixels=images.DEFAULT_MAX_PIXELS):
+    fast = outcome(path, size, max_size, max_pixels)
+    with pillow_path():
+        reference = outcome(path, size, max_size, max_pixels)
+    if isinstance(reference[0], str):
+        assert fast == reference
+        assert "\n" not in reference[1]
+    else:
+        assert not isinstance(fast[0], str), fast
+        for got, want in zip(fast, reference):
+            assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+def jpeg(array: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def marker_offsets(data: bytes) -> dict[int, int]:
+    """{marker: offset} of the first of each marker before the first scan (its offset included)."""
+    pos, found = 2, {}
+    while pos + 4 <= len(data):
+        marker = data[pos + 1]
+        found.setdefault(marker, pos)
+        if marker == 0xDA:
+            break
+        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    return found
+
+
+def segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+
+def exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+RNG = np.random.default_rng(20261202)
+PHOTO = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+BASE = jpeg(PHOTO, quality=90)
+GREY = jpeg(PHOTO[:, :, 1].copy())
+SOF, SOS = marker_offsets(BASE)[0xC0], marker_offsets(BASE)[0xDA]
+
+
+def sof_patched(data: bytes, offset: int, value: bytes) -> bytes:
+    """``data`` with the start-of-frame's bytes from ``offset`` (0: its 0xFF) replaced by ``value``."""
+    at = SOF + offset
+    return data[:at] + value + data[at + len(value):]
+
+
+CRAFTED = st.one_of(
+    st.tuples(st.just("height"), st.sampled_from([0, 1, 2, 36, 37, 38, 65535]) | st.integers(0, 65535))
+    .map(lambda c: sof_patched(BASE, 5, struct.pack(">H", c[1]))),
+    st.tuples(st.just("width"), st.sampled_from([0, 1, 2, 52, 53, 54, 65535]) | st.integers(0, 65535))
+    .map(lambda c: sof_patched(BASE, 7, struct.pack(">H", c[1]))),
+    st.tuples(st.sampled_from([11, 14, 17]), st.integers(0, 255))  # sampling factors of each component
+    .map(lambda c: sof_patched(BASE, c[0], bytes([c[1]]))),
+    st.tuples(st.sampled_from([12, 15, 18]), st.integers(0, 255))  # quantisation table of each component
+    .map(lambda c: sof_patched(BASE, c[0], bytes([c[1]]))),
+    st.tuples(st.sampled_from([4, 9]), st.integers(0, 255))  # precision, number of components
+    .map(lambda c: sof_patched(BASE, c[0], bytes([c[1]]))),
+    st.sampled_from([0xC1, 0xC2, 0xC3, 0xC5, 0xC9, 0xCA, 0xCB, 0xCF, 0xF7])  # another start-of-frame marker
+    .map(lambda m: sof_patched(BASE, 1, bytes([m]))),
+    st.integers(0, 65535).map(lambda n: BASE[:SOS] + segment(0xDD, struct.pack(">H", n)) + BASE[SOS:]),  # DRI
+    st.tuples(st.integers(0xE0, 0xEF), st.integers(0, 65535), st.binary(max_size=40))  # a segment of any length
+    .map(lambda c: BASE[:2] + bytes([0xFF, c[0]]) + struct.pack(">H", c[1]) + c[2] + BASE[2:]),
+    st.tuples(st.integers(0, 10), st.sampled_from(["first", "second", "after_sof", "after_eoi"]))  # EXIF orientation
+    .map(lambda c: _with_exif(c[0], c[1])),
+    st.tuples(st.integers(0, 9), st.sampled_from(['tiff:Orientation="{}"', "<tiff:Orientation>{}</tiff:Orientation>"]),
+              st.booleans())  # XMP orientation, before or after the frame
+    .map(lambda c: _with_xmp(c[1].format(c[0]).encode(), c[2])),
+    st.tuples(st.integers(0, 3), st.booleans())  # Adobe marker, colour or grey
+    .map(lambda c: (GREY if c[1] else BASE)[:2] + segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00" + bytes([c[0]]))
+         + (GREY if c[1] else BASE)[2:]),
+    st.integers(1, 40).map(lambda n: BASE[:SOS] + b"\xff" * n + BASE[SOS:]),  # fill bytes
+    st.integers(2, len(BASE)).map(lambda n: BASE[:n]),  # truncated
+    st.binary(max_size=200).map(lambda junk: BASE + junk),  # trailing bytes
+    st.just(BASE + jpeg(PHOTO[::-1].copy())),  # a second image after the first
+)
+
+
+def _with_exif(value: int, where: str) -> bytes:
+    app1 = segment(0xE1, exif_orientation(value))
+    upright = segment(0xE1, exif_orientation(1))
+    return {"first": BASE[:2] + app1 + BASE[2:], "second": BASE[:2] + upright + app1 + BASE[2:],
+            "after_sof": BASE[:SOS] + app1 + BASE[SOS:], "after_eoi": BASE + app1}[where]
+
+
+def _with_xmp(packet: bytes, after_sof: bool) -> bytes:
+    xmp = segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>" + packet + b"</x:xmpmeta>")
+    return BASE[:SOS] + xmp + BASE[SOS:] if after_sof else BASE[:2] + xmp + BASE[2:]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=CRAFTED, max_size=st.sampled_from([None, 1, 7, 40]), name=st.sampled_from(["a.jpg", "a.png", "a"]))
+def test_crafted_jpeg_headers_as_pillow_path(tmp_path, data, max_size, name):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert_as_pillow_path(path, max_size=max_size)
+
+
+def test_png_named_jpg_and_jpeg_named_png(tmp_path):
+    png = io.BytesIO()
+    Image.fromarray(PHOTO).save(png, "PNG")
+    (tmp_path / "png.jpg").write_bytes(png.getvalue())
+    (tmp_path / "jpeg.png").write_bytes(BASE)
+    for name in ("png.jpg", "jpeg.png"):
+        assert_as_pillow_path(tmp_path / name, max_size=20)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (1, 20000), (20000, 1), (3, 9000)])
+@pytest.mark.parametrize("kind", ["jpg", "png"])
+def test_extreme_shapes_as_pillow_path(tmp_path, shape, kind):
+    path = tmp_path / f"photo.{kind}"
+    Image.fromarray(RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
+    pixels = shape[0] * shape[1]
+    for size in ((224, 224), (1, 1), (1, 300), (300, 1)):
+        for max_size in (None, 1, 2, 64):
+            assert_as_pillow_path(path, size, max_size, max_pixels=pixels)
+    assert_as_pillow_path(path, (8, 8), max_pixels=pixels - 1)  # one pixel too many: the same error
+
+
+def many_scans(scans: int) -> bytes:
+    """A progressive 64x64 JPEG whose smallest scan is repeated until it has ``scans`` scans (a few dozen bytes
+    each: libjpeg-turbo decodes each over the whole frame, warning of a bogus progression)."""
+    data = jpeg(np.full((64, 64, 3), 128, np.uint8), progressive=True)
+    starts = jpeg_fast._scan_starts(data)
+    ends = starts[1:] + [len(data) - 2]
+    smallest = min(range(1, len(starts)), key=lambda i: ends[i] - starts[i])
+    return data[:-2] + data[starts[smallest]:ends[smallest]] * (scans - len(starts)) + b"\xff\xd9"
+
+
+def test_thousands_of_scans_never_decoded_twice(tmp_path, monkeypatch):
+    """Such a file costs Pillow seconds (2,000 scans of 2000x2000 pixels: 11 s); the fast path decoded it first
+    and, at libjpeg's warning, left it to Pillow: twice the time."""
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(many_scans(2000))
+    calls = []
+    original = simplejpeg.decode_jpeg
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(1) or original(*a, **k))
+    assert jpeg_fast.decode_jpeg(path, 10 ** 8) is None
+    assert calls == []
+    assert_as_pillow_path(path)
+
+
+def test_small_frame_followed_by_megabytes_not_read_whole(tmp_path):
+    """A 16x16 JPEG with 20 MB after it (within 3 * max_pixels): left to Pillow, which reads to the image's end,
+    without the fast path reading the file whole first."""
+    path = tmp_path / "padded.jpg"
+    path.write_bytes(jpeg(PHOTO[:16, :16].copy()) + bytes(20 << 20))
+    tracemalloc.start()
+    try:
+        assert jpeg_fast.decode_jpeg(path, 10 ** 8) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    assert_as_pillow_path(path)
+
+
+def test_photos_with_large_headers_still_taken_or_as_pillow(tmp_path):
+    """A camera-like header (EXIF with a thumbnail, an ICC profile) is still taken; a header past the first MiB
+    is left to Pillow: the same pixels either way."""
+    thumbnail = jpeg(PHOTO[:8, :8].copy())
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    small = jpeg(PHOTO, exif=exif.tobytes() + thumbnail, icc_profile=bytes(200_000))
+    large = BASE[:2] + segment(0xFE, bytes(65000)) * 20 + BASE[2:]
+    for name, data, taken in (("small", small, True), ("large", large, False)):
+        (tmp_path / f"{name}.jpg").write_bytes(data)
+        assert (jpeg_fast.decode_jpeg(tmp_path / f"{name}.jpg", 10 ** 8) is not None) is taken
+        assert_as_pillow_path(tmp_path / f"{name}.jpg", max_size=30)
+
+
+CONCURRENT = textwrap.dedent("""
+    import os, sys, threading
+    import numpy as np
+    from gradcam.inputs import images, resample_fast, resize_fast
+    paths = sys.argv[1:]
+    os.environ["GRADCAM_NO_FAST_JPEG"] = "1"
+    reference = [images.load_for_model(p, (48, 40), max_size=33) for p in paths]
+    del os.environ["GRADCAM_NO_FAST_JPEG"]
+    wrong, with_kernel = [], []
+    def work():
+        for _ in range(40):
+            for path, want in zip(paths, reference):
+                loaded = resize_fast.KERNEL.compiled is not None
+                got = images.load_for_model(path, (48, 40), max_size=33)
+                with_kernel.append(loaded)
+                if not all(np.array_equal(g, w) and g.dtype == w.dtype for g, w in zip(got, want)):
+                    wrong.append(path)
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    resample_fast.load(wait=False)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(len(wrong), any(with_kernel), resample_fast.available())
+""")
+
+
+def test_threads_decoding_while_the_resize_loads(tmp_path):
+    """In a fresh process, six threads decode and resize while the compiled resize loads: every result is the
+    Pillow path's (a thread never sees a half-loaded kernel)."""
+    paths = []
+    for index, (height, width) in enumerate(((37, 53), (120, 90), (1, 70), (64, 64))):
+        paths.append(str(tmp_path / f"p{index}.jpg"))
+        Image.fromarray(RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(paths[-1], quality=80)
+    done = subprocess.run([sys.executable, "-c", CONCURRENT, *paths], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrong, any_kernel, available = done.stdout.split()
+    assert wrong == "0"
+    assert any_kernel == available  # where numba is, some calls took the compiled resize
