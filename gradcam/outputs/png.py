@@ -19,7 +19,20 @@ ISAL_LEVEL = 1
 #: smaller ones through fpng (:func:`gradcam.outputs.render.encode_png`). Measured on photos (benchmarks/
 #: decode_png.py): at 640x480 this encoder takes 2-3x fpng's CPU time (3 against 1.2 ms); at 6-8 MP
 #: 1.1-1.4x; at 12 MP 0.75-1x (65-80 against 80-105 ms, fpng holding the GIL all along), files 15-19 %
-#: smaller. Noise-like pictures cost it about 2x fpng's time at any size.
+#: smaller. Noise-like pictures cost it about 2x fpng's time at any size. Remeasured for issue 24 (overlays,
+#: interleaved, 2 shared cores): 12 MP photos (sample_images upscaled, noise 2-3) 0.9-1.35x fpng, files 15-17 %
+#: smaller; benchmarks/throughput.py's synthetic photo ~1.9x (ISA-L deflates its mostly-literal residuals
+#: slowly), files 9 % smaller; 640x480 2.5-3x.
+#:
+#: Tried for issue 24 and not taken (same decoded pixels; CPU against this encoder): the Sub filter (about the
+#: same time, files 1-6 % larger), the Average filter (files 3-7 % smaller, +5-20 % time: 5 uint8 passes in
+#: NumPy), Paeth (files up to 13 % smaller on the synthetic photo, but ~650 ms in NumPy), ISA-L levels 0
+#: (no faster, files 10-50 % larger), 2 and 3 (slower, files < 1 % smaller), memLevel 1-9 (1 is 1.5-2x slower,
+#: 5-9 the same), blocks of 64 kB-16 MB (within the noise), zlib's Z_RLE and Z_HUFFMAN_ONLY (3-4x slower) and
+#: OpenCV's PNG (6x). What did win, as a prototype only: a compiled (numba, nogil) Huffman-only encoder of the
+#: Up residuals, one dynamic-Huffman block per 1024 rows: at 12 MP 0.45-0.7x this encoder's CPU (0.65-0.9x
+#: fpng's), files 1.5-7 % smaller than its (0.2 % larger on one photo); at 640x480 still 2.5x fpng's. Not yet
+#: a PNG writer (no block headers, no length-limited code, no kernel cache).
 GIL_FREE_FROM_PIXELS = 8_000_000
 
 #: filtered bytes deflated per call: the filtered copy of a 12-megapixel photo is never whole in memory
