@@ -29,38 +29,59 @@ from .resample_fast import ALSO_LOADED, LazyKernel
 PRECISION_BITS = 22
 
 
+#: tables of at most this many weights are remembered (a folder's photos mostly share their sizes); a larger one
+#: (a photo thousands of times longer than its resize: a 1 x 100,000,000 PNG to 224 takes 800 MB) is not kept
+CACHED_WEIGHTS = 1 << 20
+#: output positions are weighted this many weights at a time (the float64 temporaries' size; Pillow's own table
+#: is as large as the whole int32 table, twice)
+_CHUNK_WEIGHTS = 1 << 16
+
+
 def coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Pillow's bilinear coefficients for one axis: (bounds int64 (out_size, 2): the first source index and the
     number of taps of each output position; weights int32 (out_size, ksize) in 22-bit fixed point, zero past
-    each position's taps)."""
-    return _coefficients(int(in_size), int(out_size))
+    each position's taps). Read-only; small tables are shared from call to call."""
+    in_size, out_size = int(in_size), int(out_size)
+    ksize = int(math.ceil(max(float(np.float32(in_size)) / out_size, 1.0))) * 2 + 1
+    return (_cached if out_size * ksize <= CACHED_WEIGHTS else _coefficients)(in_size, out_size)
 
 
-@lru_cache(maxsize=32)
 def _coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     scale = float(np.float32(in_size)) / out_size  # Pillow's box edges are C floats
     filterscale = max(scale, 1.0)
     support = 1.0 * filterscale
     ksize = int(math.ceil(support)) * 2 + 1
-    inverse = 1.0 / filterscale
     centre = 0.0 + (np.arange(out_size, dtype=np.float64) + 0.5) * scale
     first = np.maximum(np.trunc(centre - support + 0.5).astype(np.int64), 0)
     last = np.minimum(np.trunc(centre + support + 0.5).astype(np.int64), in_size)
     taps = last - first
-    offsets = np.arange(ksize, dtype=np.int64)
-    position = ((offsets[None, :] + first[:, None]) - centre[:, None] + 0.5) * inverse
-    weights = np.where(np.abs(position) < 1.0, 1.0 - np.abs(position), 0.0)
-    weights[offsets[None, :] >= taps[:, None]] = 0.0
-    total = np.zeros(out_size, np.float64)
-    for x in range(ksize):  # summed in Pillow's order (adding the zeros past the taps changes nothing)
-        total += weights[:, x]
-    weights = np.where(total[:, None] != 0.0, weights / np.where(total == 0.0, 1.0, total)[:, None], weights)
-    scaled = weights * float(1 << PRECISION_BITS)
-    fixed = np.trunc(np.where(weights < 0, -0.5 + scaled, 0.5 + scaled)).astype(np.int32)
+    fixed = np.empty((out_size, ksize), np.int32)
+    step = max(1, _CHUNK_WEIGHTS // ksize)
+    for start in range(0, out_size, step):
+        rows = slice(start, start + step)
+        fixed[rows] = _fixed_weights(first[rows], taps[rows], centre[rows], ksize, 1.0 / filterscale)
     bounds = np.stack([first, taps], axis=1)
     for table in (bounds, fixed):
         table.flags.writeable = False
     return bounds, fixed
+
+
+_cached = lru_cache(maxsize=32)(_coefficients)
+
+
+def _fixed_weights(first: np.ndarray, taps: np.ndarray, centre: np.ndarray, ksize: int, inverse: float) -> np.ndarray:
+    """int32 (rows, ksize): the 22-bit weights of output positions whose windows start at ``first`` (int64
+    (rows,)) with ``taps`` taps around ``centre`` (float64 (rows,)), as Pillow's ``precompute_coeffs`` and
+    ``normalize_coeffs_8bpc`` make them."""
+    offsets = np.arange(ksize, dtype=np.int64)
+    position = ((offsets[None, :] + first[:, None]) - centre[:, None] + 0.5) * inverse
+    weights = np.where(np.abs(position) < 1.0, 1.0 - np.abs(position), 0.0)
+    weights[offsets[None, :] >= taps[:, None]] = 0.0
+    # summed in Pillow's order: accumulate adds left to right (adding the zeros past the taps changes nothing)
+    total = np.add.accumulate(weights, axis=1)[:, -1]
+    weights = np.where(total[:, None] != 0.0, weights / np.where(total == 0.0, 1.0, total)[:, None], weights)
+    scaled = weights * float(1 << PRECISION_BITS)
+    return np.trunc(np.where(weights < 0, -0.5 + scaled, 0.5 + scaled)).astype(np.int32)
 
 
 def horizontal_first(in_size: tuple[int, int], out_size: tuple[int, int]) -> bool:

@@ -275,3 +275,48 @@ def test_threads_decoding_while_the_resize_loads(tmp_path):
     wrong, any_kernel, available = done.stdout.split()
     assert wrong == "0"
     assert any_kernel == available  # where numba is, some calls took the compiled resize
+
+
+def test_a_very_long_photo_weighted_a_few_rows_at_a_time():
+    """A 1 x 2,000,000 photo resized to 50 wide: 80,001 taps an output. The int32 table (16 MB) is made without
+    float64 temporaries of the whole table (the old code peaked at 197 MB: at 1 x 100,000,000 pixels, gigabytes)
+    and is not kept once used."""
+    tracemalloc.start()
+    try:
+        bounds, weights = resize_fast.coefficients(2_000_000, 50)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert weights.shape == (50, 80_001) and weights.dtype == np.int32
+    assert peak < 1.5 * weights.nbytes
+    assert resize_fast.coefficients(2_000_000, 50)[1] is not weights  # not remembered
+    assert resize_fast.coefficients(640, 224)[1] is resize_fast.coefficients(640, 224)[1]  # small ones are
+
+
+@contextlib.contextmanager
+def chunk_weights(count: int):
+    default = resize_fast._CHUNK_WEIGHTS
+    resize_fast._CHUNK_WEIGHTS = count
+    try:
+        yield
+    finally:
+        resize_fast._CHUNK_WEIGHTS = default
+
+
+@settings(max_examples=60, deadline=None)
+@given(in_size=st.integers(1, 20_000), out_size=st.integers(1, 300), chunk=st.integers(1, 5000))
+def test_coefficients_made_in_chunks_equal_those_made_whole(in_size, out_size, chunk):
+    with chunk_weights(1 << 40):  # one chunk: the whole table, as before
+        whole = resize_fast._coefficients(in_size, out_size)
+    with chunk_weights(chunk):
+        chunked = resize_fast._coefficients(in_size, out_size)
+    for got, want in zip(chunked, whole):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(1, 2_000_000), (2_000_000, 1)])
+def test_a_very_long_png_as_pillow_path(tmp_path, shape):
+    path = tmp_path / "long.png"
+    Image.fromarray(RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path, compress_level=1)
+    for max_size in (None, 300):
+        assert_as_pillow_path(path, (50, 40), max_size, max_pixels=2_000_000)
