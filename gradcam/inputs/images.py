@@ -15,7 +15,7 @@ from ..errors import ImageError
 from .discovery import is_volume_name
 from . import resize_fast
 from .headers import has_orientation, image_size, photo_bytes  # image_size, photo_bytes: imported from here too
-from .jpeg_fast import decode_jpeg
+from .jpeg_fast import SCAN_LIMIT, decode_jpeg, scan_count
 from .medical import is_dicom_file, is_nifti_name, read_dicom
 
 #: Largest image (width x height) decoded unless ``max_pixels`` says otherwise.
@@ -59,6 +59,8 @@ def _decode(path: str | os.PathLike, max_pixels: int):
     from PIL import Image, ImageOps
 
     check_not_empty(path)
+    if scan_count(path) > SCAN_LIMIT:  # each decoded over the whole image: a small file would take minutes
+        raise ImageError(f"a JPEG of more than {SCAN_LIMIT} scans (photos have about 10; each costs a whole decode)")
     if (photo := decode_jpeg(path, max_pixels)) is not None:  # Pillow's pixels, through simplejpeg
         return photo
     try:

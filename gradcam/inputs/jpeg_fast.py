@@ -38,12 +38,8 @@ _SKIPPED = frozenset({0xC4, 0xDB, 0xDD, 0xFE} | set(range(0xE0, 0xF0)))  # DHT, 
 _SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (1, 2): "440", (4, 1): "411"}
 _MAX_SEGMENTS = 1024  # header segments before the first scan (a few dozen in practice)
 _HEAD_BYTES = 1 << 20  # a file's first bytes, read (and its header checked) before the rest
-#: a file larger than this many bytes a pixel of its frame (+ 4 MiB) is left to Pillow unread (quality 100, 4:4:4
-#: noise takes 4.1)
-_BYTES_PER_PIXEL = 6
-#: a file with more scans is left to Pillow (libjpeg-turbo decodes every scan over the whole frame, however few
-#: its bytes: 2,000 scans of 2000x2000 pixels in a 52 KB file take 11 s; a progressive photo has about 10)
-_MAX_SCANS = 100
+_BYTES_PER_PIXEL = 6  # a file of more bytes a pixel of its frame (+ 4 MiB) is left unread (q100 4:4:4 noise: 4.1)
+_MAX_SCANS = 100  # a file of more scans is left to Pillow, not decoded twice (see SCAN_LIMIT)
 
 _verdict: bool | None = None  # the self-check's answer, once made
 _lock = threading.Lock()
@@ -84,10 +80,9 @@ def enabled() -> bool:
 
 
 def _read(path: str | os.PathLike, max_pixels: int) -> bytes | None:
-    """The bytes of a regular file that starts as a JPEG this module takes (its header, every marker before the
-    first scan, within the first :data:`_HEAD_BYTES`) of at most ``max_pixels`` pixels, and that holds at most
-    :data:`_BYTES_PER_PIXEL` bytes a pixel of its frame + 4 MiB (and 3 * max_pixels + 1 MiB): a small frame with
-    megabytes after it is never read whole. None otherwise (or when it cannot be read, or changes size while read)."""
+    """The bytes of a regular file whose header (in its first MiB) is one this module takes, of at most ``max_pixels``
+    pixels, and that holds at most 6 bytes a pixel of that frame + 4 MiB (and 3 * max_pixels + 1 MiB: a small frame
+    with megabytes after it is never read whole); None otherwise, or when it cannot be read or grows while read."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
@@ -107,6 +102,30 @@ def _read(path: str | os.PathLike, max_pixels: int) -> bytes | None:
     except (OSError, ValueError, TypeError, OverflowError):
         return None
     return data if len(data) == size else None
+
+
+#: a JPEG of more scans is refused (images._decode), Pillow's path too: each scan is decoded over the whole frame
+#: (2,000 scans of 4000x4000 in 156 KB: 49 s in Pillow); libjpeg-turbo suggests 500, a progressive photo has ~10
+SCAN_LIMIT = 500
+
+
+def scan_count(path: str | os.PathLike, limit: int = SCAN_LIMIT) -> int:
+    """The start-of-scan markers (0xFFDA, any in APPn too) of a regular file that starts as a JPEG, counted 1 MiB
+    at a time until more than ``limit``; 0 for any other file or one that cannot be read. Never blocks (as _read)."""
+    count = 0
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return 0
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode) or file.read(3) != b"\xff\xd8\xff":
+                return 0
+            carry = b"\xff"  # the last byte read: a marker across two reads is counted once
+            while count <= limit and (chunk := file.read(1 << 20)):
+                count += chunk.count(b"\xff\xda") + (carry == b"\xff" and chunk[:1] == b"\xda")
+                carry = chunk[-1:]
+    except (OSError, ValueError, TypeError, OverflowError):
+        return count
+    return count
 
 
 def _decode_checked(data: bytes, max_pixels: int) -> np.ndarray | None:

@@ -194,17 +194,59 @@ def many_scans(scans: int) -> bytes:
     return data[:-2] + data[starts[smallest]:ends[smallest]] * (scans - len(starts)) + b"\xff\xd9"
 
 
-def test_thousands_of_scans_never_decoded_twice(tmp_path, monkeypatch):
-    """Such a file costs Pillow seconds (2,000 scans of 2000x2000 pixels: 11 s); the fast path decoded it first
-    and, at libjpeg's warning, left it to Pillow: twice the time."""
+def test_hundreds_of_scans_decoded_once_by_pillow(tmp_path, monkeypatch):
+    """Such a file costs libjpeg a decode of the whole frame a scan (2,000 scans of 2000x2000 pixels: 11 s); the
+    fast path decoded it first and, at libjpeg's warning of a bogus progression, left it to Pillow: twice the time."""
     path = tmp_path / "scans.jpg"
-    path.write_bytes(many_scans(2000))
+    path.write_bytes(many_scans(jpeg_fast._MAX_SCANS + 50))
+    assert jpeg_fast.enabled()  # the first call's self-check done (it decodes its own JPEGs)
     calls = []
     original = simplejpeg.decode_jpeg
     monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(1) or original(*a, **k))
     assert jpeg_fast.decode_jpeg(path, 10 ** 8) is None
     assert calls == []
+    assert not isinstance(outcome(path, (8, 8))[0], str)  # Pillow's pixels
     assert_as_pillow_path(path)
+
+
+def test_thousands_of_scans_refused_on_both_paths(tmp_path, monkeypatch):
+    """2,000 scans of 4000x4000 pixels in 156 KB took Pillow 49 s (minutes at 100 megapixels): more than
+    SCAN_LIMIT scans is one ImageError, before any decode."""
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(many_scans(jpeg_fast.SCAN_LIMIT + 1))
+    assert jpeg_fast.enabled()
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", None)  # never reached
+    error = outcome(path, (8, 8))
+    assert error == ("ImageError", f"a JPEG of more than {jpeg_fast.SCAN_LIMIT} scans (photos have about 10; each "
+                                   "costs a whole decode)")
+    assert_as_pillow_path(path)
+    path.write_bytes(many_scans(jpeg_fast.SCAN_LIMIT))
+    monkeypatch.undo()
+    assert_as_pillow_path(path)  # at the limit: decoded (Pillow's pixels)
+    assert not isinstance(outcome(path, (8, 8))[0], str)
+
+
+def test_scans_counted_by_hand(tmp_path):
+    baseline, progressive = jpeg(PHOTO), jpeg(PHOTO, progressive=True)
+    grey = jpeg(PHOTO[:, :, 0].copy(), progressive=True)
+    filler = bytearray(b"\xff\xd8\xff" + bytes(3 << 20))
+    filler[3 + (1 << 20) - 1:3 + (1 << 20) + 1] = b"\xff\xda"  # across the first two reads of 1 MiB
+    filler[100:102] = b"\xff\xda"
+    for name, data, scans in (("baseline", baseline, 1), ("progressive", progressive, 10), ("grey", grey, 6),
+                              ("across", bytes(filler), 2), ("png", b"\x89PNG\xff\xda\xff\xda", 0),
+                              ("short", b"\xff\xd8", 0)):
+        (tmp_path / name).write_bytes(data)
+        assert jpeg_fast.scan_count(tmp_path / name) == scans, name
+    (tmp_path / "many").write_bytes(many_scans(900))
+    assert jpeg_fast.scan_count(tmp_path / "many") == 900  # one read of 1 MiB
+    padded = bytearray(many_scans(900) + bytes(8 << 20))
+    (tmp_path / "padded").write_bytes(padded + b"\xff\xda")
+    assert jpeg_fast.scan_count(tmp_path / "padded", limit=2000) == 901
+    assert jpeg_fast.scan_count(tmp_path / "padded", limit=20) == 900  # stops past the limit: its last scan unread
+    assert jpeg_fast.scan_count(tmp_path) == 0 and jpeg_fast.scan_count(tmp_path / "missing") == 0
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        assert jpeg_fast.scan_count(tmp_path / "fifo") == 0  # returns at once
 
 
 def test_small_frame_followed_by_megabytes_not_read_whole(tmp_path):
