@@ -8,7 +8,7 @@ equal to the reference.
     python benchmarks/decode_png.py --size 4000x3000 --repeat 3 --photo sample_images/cat.jpg --noise 3
 
 The photo is the synthetic one of throughput.py (random colours at 1/8 scale, bilinear upscaled, JPEG
-quality 90: a worst case for the GIL-free PNG encoder, about 2x fpng's CPU time), or ``--photo``,
+quality 90: a worst case for ISA-L's GIL-free PNG encoder, about 2x fpng's CPU time), or ``--photo``,
 resized to ``--size`` (with ``--noise``) and saved as a JPEG (quality 90, 4:2:0).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,11 @@ def encoders() -> dict:
     if png.isal_zlib() is not None:
         for level in (0, 1, 2):
             rows[f"Up filter + ISA-L level {level} (GIL-free)"] = lambda image, level=level: png.encode_gil_free(image, level)
+    from gradcam.outputs import png_huffman
+
+    if png_huffman.kernels() is not None:
+        rows["Up filter + Huffman only, numba (GIL-free)"] = lambda image: png_huffman.encode_huffman(
+            image, png.BLOCK_BYTES, png.isal_zlib() or zlib)
     rows["Pillow, zlib level 1 (the fallback)"] = lambda image: encode_png(image, 1)
     rows["default (encode_png)"] = encode_png
     return rows

@@ -1,16 +1,19 @@
 """A PNG encoder that lets other threads run while it works: each row filtered against the row above
 (PNG's "Up" filter) in NumPy, the rows deflated by ISA-L (python-isal, PSF-2.0; Intel's BSD-licensed
 ISA-L), a few megabytes at a time. NumPy's subtraction, ISA-L's deflate and its CRC all release the
-GIL; fpng holds it for its whole call. :func:`gradcam.outputs.render.encode_png` picks between them."""
+GIL; fpng holds it for its whole call. :func:`encode_large` takes the faster Huffman-only encoder of
+:mod:`.png_huffman` instead once its loops are loaded. :func:`gradcam.outputs.render.encode_png` picks."""
 from __future__ import annotations
 
 import struct
+import threading
+import zlib
 from functools import lru_cache
 
 import numpy as np
 
-#: the PNG file signature
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from . import png_huffman
+from .png_huffman import SIGNATURE, chunk
 
 #: ISA-L's level 1 of 0-3: files about 5-20 % smaller than fpng's; level 0 makes them 20-50 % larger
 ISAL_LEVEL = 1
@@ -29,11 +32,14 @@ ISAL_LEVEL = 1
 #: NumPy), Paeth (files up to 13 % smaller on the synthetic photo, but ~650 ms in NumPy), ISA-L levels 0
 #: (no faster, files 10-50 % larger), 2 and 3 (slower, files < 1 % smaller), memLevel 1-9 (1 is 1.5-2x slower,
 #: 5-9 the same), blocks of 64 kB-16 MB (within the noise), zlib's Z_RLE and Z_HUFFMAN_ONLY (3-4x slower) and
-#: OpenCV's PNG (6x). What did win, as a prototype only: a compiled (numba, nogil) Huffman-only encoder of the
-#: Up residuals, one dynamic-Huffman block per 1024 rows: at 12 MP 0.45-0.7x this encoder's CPU (0.65-0.9x
-#: fpng's), files 1.5-7 % smaller than its (0.2 % larger on one photo); at 640x480 still 2.5x fpng's. Not yet
-#: a PNG writer (no block headers, no length-limited code, no kernel cache).
+#: OpenCV's PNG (6x). What won: Huffman-only coding of the same residuals (:mod:`.png_huffman`).
 GIL_FREE_FROM_PIXELS = 8_000_000
+
+#: pixels a process encodes through :func:`encode_large` before it starts loading the Huffman-only encoder's
+#: loops (:mod:`.png_huffman`) in the background, or that a run must :func:`expect` to start it at once: the
+#: load (importing numba) costs ~1.3 s of CPU (the first on a machine compiles them: seconds more), each
+#: 12 MP photo after it saves 35-75 ms: about 25 photos of 12 MP pay for it
+HUFFMAN_AFTER_PIXELS = 300_000_000
 
 #: filtered bytes deflated per call: the filtered copy of a 12-megapixel photo is never whole in memory
 BLOCK_BYTES = 1 << 22
@@ -77,10 +83,33 @@ def encode_gil_free(image: np.ndarray, level: int = ISAL_LEVEL) -> bytes | None:
         crc = isal.crc32(part, crc)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, filtered, no interlace
     size = sum(len(part) for part in parts)
-    return b"".join([SIGNATURE, _chunk(isal, b"IHDR", header), struct.pack(">I", size), b"IDAT", *parts,
-                     struct.pack(">I", crc), _chunk(isal, b"IEND", b"")])
+    return b"".join([SIGNATURE, chunk(isal, b"IHDR", header), struct.pack(">I", size), b"IDAT", *parts,
+                     struct.pack(">I", crc), chunk(isal, b"IEND", b"")])
 
 
-def _chunk(isal, kind: bytes, data: bytes) -> bytes:
-    """A PNG chunk: length, type, data, the CRC of type and data."""
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", isal.crc32(data, isal.crc32(kind)))
+_LOAD = {"pixels": 0, "thread": None}
+_LOAD_LOCK = threading.Lock()
+
+
+def encode_large(image: np.ndarray) -> bytes | None:
+    """A uint8 (H, W, 3) image as a PNG without holding the GIL: through :mod:`.png_huffman` once its loops are
+    loaded (in the background, after :data:`HUFFMAN_AFTER_PIXELS`: see :func:`expect`), else through
+    :func:`encode_gil_free`; None where neither is available. The same pixels either way. Only reads ``image``."""
+    thread = _LOAD["thread"]
+    if thread is not None and not thread.is_alive():
+        data = png_huffman.encode_huffman(image, BLOCK_BYTES, isal_zlib() or zlib)  # None: numba missing or off
+        if data is not None:
+            return data
+    expect(image.shape[0] * image.shape[1])
+    return encode_gil_free(image)
+
+
+def expect(pixels: int) -> None:
+    """``pixels`` more to encode through :func:`encode_large` (a run's plan, or one image encoded): from
+    :data:`HUFFMAN_AFTER_PIXELS` on in all, the Huffman-only encoder's loops load in a background thread."""
+    with _LOAD_LOCK:
+        _LOAD["pixels"] += pixels
+        if _LOAD["thread"] is None and _LOAD["pixels"] >= HUFFMAN_AFTER_PIXELS:
+            _LOAD["thread"] = threading.Thread(target=png_huffman.kernels, name="gradcam-png-load", daemon=True)
+            _LOAD["thread"].start()
+

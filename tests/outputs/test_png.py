@@ -10,9 +10,11 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from gradcam.outputs import png, render
+from gradcam.outputs import png, png_huffman, render
 
 SIZES = [(1, 1), (1, 7), (7, 1), (5, 3), (37, 101), (480, 640), (481, 641), (300, 4001), (4001, 3)]
 
@@ -127,3 +129,116 @@ def test_without_isal_the_large_images_go_through_fpng_or_pillow(monkeypatch, tm
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "x.png").convert("RGB")), image)
     finally:
         png.isal_zlib.cache_clear()
+
+
+# --- the Huffman-only encoder (png_huffman): numba's loops, dynamic blocks, no matches ---
+
+def needs_numba():
+    if png_huffman.kernels() is None:
+        pytest.skip("numba is not installed or is switched off here")
+
+
+def up_filtered(image: np.ndarray) -> np.ndarray:
+    """The PNG's filtered rows worked out independently: filter byte 2, then each byte minus the one above."""
+    flat = image.reshape(image.shape[0], -1).astype(np.int16)
+    above = np.vstack([np.zeros((1, flat.shape[1]), np.int16), flat[:-1]])
+    return np.hstack([np.full((len(flat), 1), 2), (flat - above) % 256]).astype(np.uint8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 40), width=st.integers(1, 40), smooth=st.booleans(), seed=st.integers(0, 2**16),
+       block_bytes=st.sampled_from([1, 50, 1 << 22]))
+def test_huffman_png_reads_back_to_the_exact_pixels(height, width, smooth, seed, block_bytes):
+    needs_numba()
+    image = photo_like(height, width, seed) if smooth else np.random.default_rng(seed).integers(
+        0, 256, (height, width, 3), np.uint8)
+    data = png_huffman.encode_huffman(image, block_bytes)
+    np.testing.assert_array_equal(decoded(data), image)
+    found = chunks(data)
+    assert [kind for kind, _ in found] == [b"IHDR", b"IDAT", b"IEND"]
+    assert struct.unpack(">IIBBBBB", found[0][1]) == (width, height, 8, 2, 0, 0, 0)
+    rows = np.frombuffer(zlib.decompress(found[1][1]), np.uint8)  # zlib checks the Adler-32 too
+    np.testing.assert_array_equal(rows.reshape(height, -1), up_filtered(image))
+
+
+@pytest.mark.parametrize("height, width", SIZES)
+@pytest.mark.parametrize("content", ["photo", "flat", "noise"])
+def test_huffman_png_sizes_and_contents(height, width, content):
+    """One byte value only (a flat image: one literal and the end code), noise (every byte value), photos;
+    the same filtered rows as ISA-L's encoder, whose files Pillow reads too."""
+    needs_numba()
+    rng = np.random.default_rng(height * width)
+    image = {"photo": photo_like(height, width), "flat": np.zeros((height, width, 3), np.uint8),
+             "noise": rng.integers(0, 256, (height, width, 3), np.uint8)}[content]
+    data = png_huffman.encode_huffman(image, png.BLOCK_BYTES, isal_or_zlib())
+    np.testing.assert_array_equal(decoded(data), image)
+    if png.isal_zlib() is not None:
+        isal_rows = zlib.decompress(chunks(png.encode_gil_free(image))[1][1])
+        assert zlib.decompress(chunks(data)[1][1]) == isal_rows
+
+
+def isal_or_zlib():
+    return png.isal_zlib() or zlib
+
+
+def test_huffman_png_of_a_view_leaves_it_unchanged():
+    needs_numba()
+    image = photo_like(60, 80)
+    view, before = image[::2, 1::3], image.copy()
+    np.testing.assert_array_equal(decoded(png_huffman.encode_huffman(view, 100)), view)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_code_lengths_of_a_textbook_example():
+    """CLRS's example (16.3): counts 45, 13, 12, 16, 9, 5 -> codes of 1, 3, 3, 3, 4, 4 bits."""
+    lengths = png_huffman.code_lengths([45, 13, 12, 16, 9, 5, 0], 15)
+    assert lengths.tolist() == [1, 3, 3, 3, 4, 4, 0]
+
+
+@pytest.mark.parametrize("counts, limit", [
+    ([0, 7, 0], 15),  # a lone symbol gets a partner: deflate's decoders want a complete code
+    ([0, 0, 0], 7),
+    ([1, 1] + [0] * 5, 7),
+    ([1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181], 7),  # Fibonacci: 18 bits
+    ([1] + [10**9] * 256, 15),
+])
+def test_code_lengths_are_complete_and_within_the_limit(counts, limit):
+    lengths = png_huffman.code_lengths(counts, limit)
+    used = lengths[lengths > 0]
+    assert len(used) >= 2 and used.max() <= limit
+    assert sum(2.0 ** -int(n) for n in used) == 1.0  # Kraft: a complete prefix code
+    assert all(lengths[i] > 0 for i, c in enumerate(counts) if c)  # every symbol that occurs has a code
+    order = np.argsort(counts, kind="stable")  # rarer symbols never get shorter codes... up to the limit
+    assert all(lengths[a] >= lengths[b] for a, b in zip(order, order[1:]) if counts[a] < counts[b] and counts[a])
+
+
+def test_canonical_codes_of_rfc_1951s_example():
+    """RFC 1951 3.2.2: lengths (3, 3, 3, 3, 3, 2, 4, 4) -> codes 010 011 100 101 110 00 1110 1111, stored
+    bit-reversed (sent MSB first into an LSB-first stream) with the length from bit 24."""
+    table = png_huffman.canonical_codes(np.array([3, 3, 3, 3, 3, 2, 4, 4]))
+    expected = ["010", "011", "100", "101", "110", "00", "1110", "1111"]
+    assert [int(entry) >> 24 for entry in table] == [len(code) for code in expected]
+    assert [int(entry) & 0xFFFFFF for entry in table] == [int(code[::-1], 2) for code in expected]
+
+
+def test_encode_large_loads_the_huffman_encoder_after_enough_pixels(monkeypatch):
+    """ISA-L's encoder until HUFFMAN_AFTER_PIXELS have been encoded and the background load has finished,
+    then the Huffman-only one; the same pixels either way. Without numba, ISA-L's throughout."""
+    needs_isal()
+    needs_numba()
+    monkeypatch.setattr(png, "_LOAD", {"pixels": 0, "thread": None})
+    monkeypatch.setattr(png, "HUFFMAN_AFTER_PIXELS", 2000)
+    image = photo_like(30, 50)  # 1500 pixels
+    assert png.encode_large(image) == png.encode_gil_free(image) and png._LOAD["thread"] is None
+    assert png.encode_large(image) == png.encode_gil_free(image)  # 3000 pixels: the load starts
+    png._LOAD["thread"].join()
+    huffman = png.encode_large(image)
+    monkeypatch.setattr(png, "_LOAD", {"pixels": 0, "thread": None})
+    png.expect(2000)  # a run's plan starts the load at once
+    png._LOAD["thread"].join()
+    assert png.encode_large(image) == huffman
+    assert huffman == png_huffman.encode_huffman(image, png.BLOCK_BYTES, png.isal_zlib())
+    assert huffman != png.encode_gil_free(image)
+    np.testing.assert_array_equal(decoded(huffman), image)
+    monkeypatch.setattr(png_huffman, "kernels", lambda: None)
+    assert png.encode_large(image) == png.encode_gil_free(image)
