@@ -19,10 +19,21 @@ def output_paths(item: InputImage, output_dir: Path, rank: int = 1, top_k: int =
     ``photo.jpg`` -> ``photo.jpg.png``; with ``top_k`` > 1, ``photo.jpg.top{rank}.png``.
     """
     suffix = f".top{rank}.png" if top_k > 1 else ".png"
-    relative = PurePosixPath(f"{item.relative}{suffix}")
-    root, folder = _resolved_folders(os.path.abspath(output_dir), str(relative.parent))  # absolute: cwd may change
-    if root != folder and root not in folder.parents or relative.name in ("", ".", ".."):
+    paths = _paths_inside(os.path.abspath(output_dir), f"{item.relative}{suffix}")  # absolute: cwd may change
+    if paths is None:
         raise OutputError(f"output for {item.path} would leave the output folder")
+    return paths
+
+
+@lru_cache(maxsize=4096)
+def _paths_inside(output_dir: str, relative_name: str) -> tuple[Path, Path] | None:
+    """(overlay, .npy) paths of the output ``relative_name`` (POSIX, with its suffix) in the absolute folder
+    ``output_dir``; None when they would leave it. Cached: a run asks for each input's paths when it plans the
+    input and again when it writes it (its folder is resolved once, as :func:`_resolved_folders` says)."""
+    relative = PurePosixPath(relative_name)
+    root, folder = _resolved_folders(output_dir, str(relative.parent))
+    if root != folder and root not in folder.parents or relative.name in ("", ".", ".."):
+        return None
     overlay_path = folder / relative.name
     return overlay_path, overlay_path.with_suffix(".npy")
 
@@ -42,8 +53,15 @@ def _resolved_folders(output_dir: str, relative_folder: str) -> tuple[Path, Path
 
 
 def relative_path(output_dir: Path, path: Path | None) -> str | None:
-    """``path`` relative to the (resolved) output folder, POSIX style, as manifests record it; None stays None."""
-    return None if path is None else Path(path).relative_to(output_dir).as_posix()
+    """``path`` relative to the (resolved) output folder, POSIX style, as manifests record it; None stays None.
+    Raises ValueError when ``path`` is not inside ``output_dir``."""
+    if path is None:
+        return None
+    if isinstance(path, Path) and isinstance(output_dir, Path):  # both normalised: the name is a plain suffix
+        text, root = str(path), str(output_dir)
+        if text.startswith(root) and text[len(root):len(root) + 1] == os.sep and not root.endswith(os.sep):
+            return text[len(root) + 1:].replace(os.sep, "/")
+    return Path(path).relative_to(output_dir).as_posix()
 
 
 def shard_of(relative: str, count: int) -> int:

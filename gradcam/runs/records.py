@@ -27,20 +27,32 @@ class RunRecords:
     def emit(self, record: dict) -> None:
         """Append a record to the manifest, count it in the summary and pass it to ``on_record`` (a record
         the manifest could not take is not counted)."""
+        self.emit_many([record])
+
+    def emit_many(self, records: list[dict]) -> None:
+        """:meth:`emit` each of ``records``, in order, the manifest taking them in one append (one fsync)."""
+        if not records:
+            return
         if self.manifest is not None:
-            self.manifest.write(record)
-        self.summary.count(record)
-        if self.on_record is not None:
-            self.on_record(record)
+            self.manifest.write_many(records)
+        for record in records:
+            self.summary.count(record)
+            if self.on_record is not None:
+                self.on_record(record)
 
     def error(self, item: InputImage, message: str, rank: int | None = None, touched: list | None = None) -> None:
-        """An error record; ``touched``: the outputs (relative paths) a failed write may have replaced."""
-        self.emit(new_record(item.path, "error", self.run_id, error=message, rank=rank, settings=self.settings,
-                             touched=touched or None, **self.common))
+        """Emit an error record (:meth:`error_record`)."""
+        self.emit(self.error_record(item, message, rank, touched))
 
-    def ok(self, item: InputImage, zero: bool, files: dict, values: dict) -> None:
+    def error_record(self, item: InputImage, message: str, rank: int | None = None,
+                     touched: list | None = None) -> dict:
+        """An error record; ``touched``: the outputs (relative paths) a failed write may have replaced."""
+        return new_record(item.path, "error", self.run_id, error=message, rank=rank, settings=self.settings,
+                          touched=touched or None, **self.common)
+
+    def ok_record(self, item: InputImage, zero: bool, files: dict, values: dict) -> dict:
         """The record of an input's written outputs: ``files`` their identities, ``values`` the rest."""
-        self.emit(new_record(item.path, "ok", self.run_id, zero_heatmap=zero, files=files, **values))
+        return new_record(item.path, "ok", self.run_id, zero_heatmap=zero, files=files, **values)
 
     def close(self, output_dir: Path) -> None:
         """Close the manifest and write the gallery beside it (nothing without a manifest)."""

@@ -4,6 +4,8 @@ write turned into the input's "ok" record (or an error record)."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +22,15 @@ from .decode import Decoded
 from .options import OUTPUT_KEYS, RunOptions, Scorer, outputs_of
 from .records import RunRecords
 from .resume import stale_outputs
+
+
+#: how long the record of a finished write may wait for those of the writes after it, to share their append
+GATHER_SECONDS = 0.1
+
+
+def _done_by(future: Future, deadline: float) -> bool:
+    """Whether ``future`` finishes before ``deadline`` (time.monotonic()), waiting until then at most."""
+    return bool(concurrent.futures.wait([future], timeout=max(0.0, deadline - time.monotonic())).done)
 
 
 class WriteStage:
@@ -87,23 +98,39 @@ class WriteStage:
                                 options.png_compression, region)
 
     def finish(self, limit: int) -> None:
-        """Turn finished writes into records until at most ``limit`` are pending."""
-        while len(self.pending) > limit:
-            item, future, values, _ = self.pending.popleft()
-            try:
-                zero, files = future.result()
-            except Exception as exc:  # disk full, permission denied...
-                touched = [values[key] for key in OUTPUT_KEYS if values.get(key)]
-                self.records.error(item, f"cannot write output: {exc}", values["rank"], touched)
-                continue
-            self.records.ok(item, zero, files, values)
+        """Turn finished writes into records, in submission order, until at most ``limit`` are pending. Records
+        ready together go to the manifest in one append (one fsync): a finished write's record waits for the
+        writes after it at most :data:`GATHER_SECONDS`, then the records ready are appended before waiting on."""
+        ready: list[dict] = []
+        deadline = 0.0
+        try:
+            while len(self.pending) > limit:
+                future = self.pending[0][1]
+                if ready and not future.done() and not _done_by(future, deadline):
+                    ready, records = [], ready
+                    self.records.emit_many(records)
+                item, future, values, _ = self.pending.popleft()
+                ready.append(self._record_of(item, future, values))
+                if len(ready) == 1:
+                    deadline = time.monotonic() + GATHER_SECONDS
+        finally:  # also when interrupted (Ctrl-C) while gathering: the records of finished writes are kept
+            self.records.emit_many(ready)
+
+    def _record_of(self, item: InputImage, future: Future, values: dict) -> dict:
+        """The record of one input's writes once they finish (waiting for them): "ok", or an error record
+        naming the outputs the failed write may have touched."""
+        try:
+            zero, files = future.result()
+        except Exception as exc:  # disk full, permission denied...
+            touched = [values[key] for key in OUTPUT_KEYS if values.get(key)]
+            return self.records.error_record(item, f"cannot write output: {exc}", values["rank"], touched)
+        return self.records.ok_record(item, zero, files, values)
 
     def record_finished(self) -> None:
-        """Record the writes that already finished, waiting for none (an interrupted run)."""
-        for item, future, values, _ in list(self.pending):
-            if future.done() and not future.cancelled() and future.exception() is None:
-                zero, files = future.result()
-                self.records.ok(item, zero, files, values)
+        """Record the writes that already finished, waiting for none (an interrupted run): in one append."""
+        self.records.emit_many([self.records.ok_record(item, *future.result(), values)
+                                for item, future, values, _ in list(self.pending)
+                                if future.done() and not future.cancelled() and future.exception() is None])
 
     def close(self, wait: bool) -> None:
         """Stop the pool, cancelling writes not started; ``wait`` for those in progress."""

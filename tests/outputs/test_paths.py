@@ -72,3 +72,33 @@ def test_a_relative_output_folder_follows_the_working_directory(tmp_path, monkey
         monkeypatch.chdir(tmp_path / folder)
         overlay, _ = output_paths(item, "out")
         assert overlay == (tmp_path / folder / "out" / "x.jpg.png").resolve()
+
+
+@pytest.mark.parametrize("root, path", [
+    ("/out", "/out/a.png"), ("/out", "/out/sub/deeper/a b.jpg.png"), ("/out", "/out/../x.png"),
+    ("/out", "/output/a.png"), ("/out", "/out"), ("/out", "/elsewhere/a.png"), ("/", "/a.png"),
+    ("/", "//a.png"), ("//out", "//out/a.png"), ("/out", "/out/a\\b.png"), ("/out/", "/out//x/./y.png"),
+])
+def test_relative_path_is_pathlibs_relative_to(root, path):
+    """The string fast path for normalised paths says what Path.relative_to says, and fails where it fails."""
+    from pathlib import Path
+
+    try:
+        expected = Path(path).relative_to(Path(root)).as_posix()
+    except ValueError:
+        with pytest.raises(ValueError):
+            relative_path(Path(root), Path(path))
+        return
+    assert relative_path(Path(root), Path(path)) == expected
+    assert relative_path(root, path) == expected  # strings: pathlib's own way
+
+
+def test_output_paths_asked_again_are_the_same_and_still_refuse_to_leave(tmp_path):
+    item = InputImage(tmp_path / "x.jpg", "sub/x.jpg")
+    first = output_paths(item, tmp_path / "out", 2, 3)
+    assert output_paths(item, tmp_path / "out", 2, 3) == first
+    assert first == ((tmp_path / "out").resolve() / "sub" / "x.jpg.top2.png",
+                     (tmp_path / "out").resolve() / "sub" / "x.jpg.top2.npy")
+    for _ in range(2):
+        with pytest.raises(OutputError, match="leave the output folder"):
+            output_paths(InputImage(tmp_path / "y.jpg", "../y.jpg"), tmp_path / "out")
