@@ -379,3 +379,14 @@ def test_a_very_long_png_as_pillow_path(tmp_path, shape):
     Image.fromarray(RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path, compress_level=1)
     for max_size in (None, 300):
         assert_as_pillow_path(path, (50, 40), max_size, max_pixels=2_000_000)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.lists(st.sampled_from([b"\xff", b"\xda", b"\x00", b"\xd8", b"\xffx"]), max_size=60).map(b"".join),
+       jpeg_start=st.booleans())
+def test_scan_count_fuzzed(tmp_path, body, jpeg_start):
+    data = (b"\xff\xd8\xff" if jpeg_start else b"") + body
+    path = tmp_path / "fuzz.jpg"
+    path.write_bytes(data)
+    expected = data[2:].count(b"\xff\xda") if data.startswith(b"\xff\xd8\xff") else 0
+    assert jpeg_fast.scan_count(path) == expected
