@@ -30,10 +30,14 @@ from gradcam.inputs import images, jpeg_fast, resample_fast, resize_fast  # noqa
 
 
 @pytest.fixture(scope="module", autouse=True)
-def compiled_resize():
-    """The compiled resize loaded where numba is (else both runs below take Pillow's resize)."""
+def fast_paths():
+    """The compiled resize loaded where numba is (else both runs below take Pillow's resize), and the fast JPEG
+    path on whatever the environment says (GRADCAM_NO_FAST_JPEG restored afterwards)."""
     resample_fast.load(wait=True)
+    before = os.environ.pop(jpeg_fast.DISABLE_ENV, None)
     yield
+    if before is not None:
+        os.environ[jpeg_fast.DISABLE_ENV] = before
 
 
 @contextlib.contextmanager
