@@ -152,7 +152,8 @@ def numba_signature(signature: tuple):
     """numba's type of a C signature written as ("f32*", "i64", ...) (a void function)."""
     from numba import types
 
-    names = {"f32": types.float32, "f64": types.float64, "i32": types.int32, "i64": types.int64, "u8": types.uint8}
+    names = {"f32": types.float32, "f64": types.float64, "i32": types.int32, "i64": types.int64, "u8": types.uint8,
+             "u32": types.uint32, "u64": types.uint64}
     return types.void(*(types.CPointer(names[kind[:-1]]) if kind.endswith("*") else names[kind] for kind in signature))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..explainers.heatmap import normalize, reference_upsample, upsample
 from ..inputs import resample_fast, resize_fast  # noqa: F401 - resize_fast's kernel is loaded with the render's
+from . import png_huffman  # noqa: F401 - so are the Huffman PNG encoder's
 from .colour import _blend_table, _lookup_table, overlay
 
 #: photo pixels a process renders through the reference path before the kernel is loaded in the background

@@ -6,7 +6,6 @@ GIL; fpng holds it for its whole call. :func:`encode_large` takes the faster Huf
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from functools import lru_cache
 
@@ -34,12 +33,6 @@ ISAL_LEVEL = 1
 #: 5-9 the same), blocks of 64 kB-16 MB (within the noise), zlib's Z_RLE and Z_HUFFMAN_ONLY (3-4x slower) and
 #: OpenCV's PNG (6x). What won: Huffman-only coding of the same residuals (:mod:`.png_huffman`).
 GIL_FREE_FROM_PIXELS = 8_000_000
-
-#: pixels a process encodes through :func:`encode_large` before it starts loading the Huffman-only encoder's
-#: loops (:mod:`.png_huffman`) in the background, or that a run must :func:`expect` to start it at once: the
-#: load (importing numba) costs ~1.3 s of CPU (the first on a machine compiles them: seconds more), each
-#: 12 MP photo after it saves 35-75 ms: about 25 photos of 12 MP pay for it
-HUFFMAN_AFTER_PIXELS = 300_000_000
 
 #: filtered bytes deflated per call: the filtered copy of a 12-megapixel photo is never whole in memory
 BLOCK_BYTES = 1 << 22
@@ -87,29 +80,9 @@ def encode_gil_free(image: np.ndarray, level: int = ISAL_LEVEL) -> bytes | None:
                      struct.pack(">I", crc), chunk(isal, b"IEND", b"")])
 
 
-_LOAD = {"pixels": 0, "thread": None}
-_LOAD_LOCK = threading.Lock()
-
-
 def encode_large(image: np.ndarray) -> bytes | None:
-    """A uint8 (H, W, 3) image as a PNG without holding the GIL: through :mod:`.png_huffman` once its loops are
-    loaded (in the background, after :data:`HUFFMAN_AFTER_PIXELS`: see :func:`expect`), else through
-    :func:`encode_gil_free`; None where neither is available. The same pixels either way. Only reads ``image``."""
-    thread = _LOAD["thread"]
-    if thread is not None and not thread.is_alive():
-        data = png_huffman.encode_huffman(image, BLOCK_BYTES, isal_zlib() or zlib)  # None: numba missing or off
-        if data is not None:
-            return data
-    expect(image.shape[0] * image.shape[1])
-    return encode_gil_free(image)
-
-
-def expect(pixels: int) -> None:
-    """``pixels`` more to encode through :func:`encode_large` (a run's plan, or one image encoded): from
-    :data:`HUFFMAN_AFTER_PIXELS` on in all, the Huffman-only encoder's loops load in a background thread."""
-    with _LOAD_LOCK:
-        _LOAD["pixels"] += pixels
-        if _LOAD["thread"] is None and _LOAD["pixels"] >= HUFFMAN_AFTER_PIXELS:
-            _LOAD["thread"] = threading.Thread(target=png_huffman.kernels, name="gradcam-png-load", daemon=True)
-            _LOAD["thread"].start()
-
+    """A uint8 (H, W, 3) image as a PNG without holding the GIL: through :mod:`.png_huffman` where its loops are
+    loaded (with the render's kernel, in a run of many pixels), else through :func:`encode_gil_free`; None where
+    neither is available. The same pixels either way. Only reads ``image``."""
+    data = png_huffman.encode_huffman(image, BLOCK_BYTES, isal_zlib() or zlib)  # None: its loops not loaded
+    return data if data is not None else encode_gil_free(image)

@@ -1,17 +1,19 @@
 """The Huffman-only PNG encoder (issue 24): every row "Up"-filtered in NumPy, the residuals coded byte by byte
 (no matches) in dynamic-Huffman deflate blocks of a few megabytes, one code a block, by two loops numba
-compiles (``nogil``, cached on disk). Measured on 12 MP overlays (benchmarks/decode_png.py, interleaved): 0.56-0.93x
+compiles (their machine code cached and loaded with the render's kernel: :mod:`gradcam.inputs.resample_fast`,
+called through ctypes without the GIL). Measured on 12 MP overlays (benchmarks/decode_png.py, interleaved): 0.56-0.93x
 the CPU of ISA-L's level 1 on the same residuals, 0.77-0.84x fpng's; files 1.5-7 % smaller than ISA-L's (0.1 %
 larger on one photo), 10-23 % smaller than fpng's. At 640x480 1.9-2.5x fpng's CPU (Python's share of each
-block). numba is imported by :func:`kernels` only."""
+block)."""
 from __future__ import annotations
 
 import heapq
 import struct
 import zlib
-from functools import lru_cache
 
 import numpy as np
+
+from ..inputs.resample_fast import ALSO_LOADED, LazyKernel
 
 #: the PNG file signature
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -26,53 +28,85 @@ def chunk(checks, kind: bytes, data: bytes) -> bytes:
 _CODE_LENGTH_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
 
 
-def _histogram(flat, counts):  # compiled by numba in kernels(): counts[b] += occurrences of each byte b
-    partial = np.zeros((4, 256), np.int64)  # four tables: no store waits on the one before it
-    end = flat.size - flat.size % 4
+def _histogram(flat_p, size, counts_p, partial_p):  # pragma: no cover - compiled by numba
+    """counts[b] += the occurrences of each byte b among ``size`` bytes; ``partial``: int64 (4, 256) scratch, four
+    tables so that no store waits on the one before it."""
+    for value in range(1024):
+        partial_p[value] = 0
+    end = size - size % 4
     for at in range(0, end, 4):
-        partial[0, flat[at]] += 1
-        partial[1, flat[at + 1]] += 1
-        partial[2, flat[at + 2]] += 1
-        partial[3, flat[at + 3]] += 1
-    for at in range(end, flat.size):
-        partial[0, flat[at]] += 1
+        partial_p[flat_p[at]] += 1
+        partial_p[256 + flat_p[at + 1]] += 1
+        partial_p[512 + flat_p[at + 2]] += 1
+        partial_p[768 + flat_p[at + 3]] += 1
+    for at in range(end, size):
+        partial_p[flat_p[at]] += 1
     for value in range(256):
-        counts[value] += partial[0, value] + partial[1, value] + partial[2, value] + partial[3, value]
+        counts_p[value] += partial_p[value] + partial_p[256 + value] + partial_p[512 + value] + partial_p[768 + value]
 
 
-def _pack(flat, table, out, at, bits, count):  # compiled: each byte's code (table: code | length << 24), LSB first
+def _pack(flat_p, size, table_p, out_p, state_p):  # pragma: no cover - compiled by numba
+    """Each byte's code (``table``: code | length << 24, LSB first) appended to the 32-bit words ``out`` from word
+    state[0] on, after the state[2] pending bits state[1]; the state updated."""
     low, word, shift, half = np.uint64(0xFFFFFF), np.uint64(0xFFFFFFFF), np.uint64(24), np.uint64(32)
-    pairs = flat.size // 2
-    for pair in range(pairs + flat.size % 2):  # two codes of at most 15 bits each fit beside < 32 pending bits
-        first = table[flat[2 * pair]]
-        second = table[flat[2 * pair + 1]] if pair < pairs else np.uint64(0)
+    at, bits, count = np.int64(state_p[0]), state_p[1], state_p[2]
+    pairs = size // 2
+    for pair in range(pairs + size % 2):  # two codes of at most 15 bits each fit beside < 32 pending bits
+        first = table_p[flat_p[2 * pair]]
+        second = table_p[flat_p[2 * pair + 1]] if pair < pairs else np.uint64(0)
         length = first >> shift
         bits |= ((first & low) | (second & low) << length) << count
         count += length + (second >> shift)
         if count >= half:
-            out[at] = bits & word
-            at += np.uint64(1)
+            out_p[at] = np.uint32(bits & word)
+            at += 1
             bits >>= half
             count -= half
-    return at, bits, count
+    state_p[0], state_p[1], state_p[2] = np.uint64(at), bits, count
 
 
-@lru_cache(maxsize=1)
-def kernels():
-    """(_histogram, _pack) compiled by numba (nogil, cached on disk), or None where numba is not installed
-    or switched off (``GRADCAM_NO_JIT=1``). The first call imports numba (~1 s of CPU; the first on a machine
-    compiles, a few seconds)."""
-    from ..inputs import resample_fast
+def _histogram_caller(function):
+    """``histogram(flat, counts)`` over the C function: uint8 (n,) bytes, int64 (256,) counts, added to."""
 
-    if not resample_fast.available():
+    def histogram(flat: np.ndarray, counts: np.ndarray) -> None:
+        if not (flat.dtype == np.uint8 and flat.ndim == 1 and flat.flags.c_contiguous and counts.dtype == np.int64
+                and counts.shape == (256,) and counts.flags.c_contiguous and counts.flags.writeable):
+            raise ValueError("the histogram takes uint8 (n,) bytes and int64 (256,) counts")
+        partial = np.empty(1024, np.int64)  # held here: its memory must outlive the call
+        function(flat.ctypes.data, flat.size, counts.ctypes.data, partial.ctypes.data)
+
+    return histogram
+
+
+def _pack_caller(function):
+    """``pack(flat, table, out, at, bits, count) -> (at, bits, count)`` over the C function: uint8 (n,) bytes,
+    uint64 (256,) codes of at most 15 bits, uint32 words with room for 15 bits a byte from word ``at`` on."""
+
+    def pack(flat: np.ndarray, table: np.ndarray, out: np.ndarray, at: int, bits: int, count: int) -> tuple:
+        if not (flat.dtype == np.uint8 and flat.ndim == 1 and flat.flags.c_contiguous and table.dtype == np.uint64
+                and table.shape == (256,) and table.flags.c_contiguous and int((table >> np.uint64(24)).max()) <= 15
+                and out.dtype == np.uint32 and out.ndim == 1 and out.flags.c_contiguous and out.flags.writeable
+                and 0 <= int(at) and 0 <= int(count) < 32 and int(at) + (int(count) + 15 * flat.size) // 32 + 1
+                <= out.size):
+            raise ValueError("the packer's arrays do not agree (codes of at most 15 bits, room for them)")
+        state = np.array([at, bits, count], np.uint64)
+        function(flat.ctypes.data, flat.size, table.ctypes.data, out.ctypes.data, state.ctypes.data)
+        return int(state[0]), int(state[1]), int(state[2])
+
+    return pack
+
+
+HISTOGRAM = LazyKernel(_histogram, ("u8*", "i64", "i64*", "i64*"), caller=_histogram_caller)
+PACK = LazyKernel(_pack, ("u8*", "i64", "u64*", "u32*", "u64*"), caller=_pack_caller)
+ALSO_LOADED.extend([HISTOGRAM, PACK])  # loaded by the render kernel's loader, after it
+
+
+def kernels() -> tuple | None:
+    """(histogram, pack), the compiled loops, where they are loaded (with the render's kernel: a run of many
+    pixels; their machine code cached as the render's is); None otherwise. Never starts a load."""
+    if HISTOGRAM.compiled is None or PACK.compiled is None:
         return None
-    try:
-        import numba
-
-        return (numba.njit("void(u1[::1], i8[::1])", nogil=True, cache=True)(_histogram),
-                numba.njit("UniTuple(u8, 3)(u1[::1], u8[::1], u4[::1], u8, u8, u8)", nogil=True, cache=True)(_pack))
-    except Exception:  # a numba that does not compile here: the other encoders remain
-        return None
+    return HISTOGRAM.compiled, PACK.compiled
 
 
 def code_lengths(counts, limit: int) -> np.ndarray:
@@ -161,8 +195,8 @@ def _block_header(bits: _Bits, literal_lengths: np.ndarray, final: bool) -> None
 
 def encode_huffman(image: np.ndarray, block_bytes: int, checks=zlib) -> bytes | None:
     """A uint8 (H, W, 3) image as an 8-bit RGB PNG: every row "Up"-filtered, then deflated as Huffman-only
-    dynamic blocks (no matches) coded by compiled loops without the GIL; None where numba is not available
-    (the first call loads them: see :func:`kernels`). Rows of about ``block_bytes`` a block; CRC and Adler-32
+    dynamic blocks (no matches) coded by compiled loops without the GIL; None while they are not loaded
+    (:func:`kernels`). Rows of about ``block_bytes`` a block; CRC and Adler-32
     by ``checks`` (``isal.isal_zlib`` or ``zlib``). ``image`` is only read."""
     compiled = kernels()
     if compiled is None:
@@ -193,8 +227,7 @@ def encode_huffman(image: np.ndarray, block_bytes: int, checks=zlib) -> bytes | 
         lengths = code_lengths(counts, 15)
         table = canonical_codes(lengths)
         _block_header(bits, lengths, start + step >= height)
-        bits.at, bits.bits, bits.count = (int(v) for v in pack(flat, table[:256], bits.words, np.uint64(bits.at),
-                                                               np.uint64(bits.bits), np.uint64(bits.count)))
+        bits.at, bits.bits, bits.count = pack(flat, table[:256], bits.words, bits.at, bits.bits, bits.count)
         end = int(table[256])
         bits.put(end & 0xFFFFFF, end >> 24)
     end = bits.end()

@@ -107,7 +107,7 @@ def encode_png(image: np.ndarray, compress_level: int | None = DEFAULT_PNG_COMPR
     ``compress_level`` (1 when None). Pillow decodes them all to the same pixels."""
     image = np.asarray(image)
     if compress_level is None and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        data = png.encode_gil_free(image) if image.shape[0] * image.shape[1] >= png.GIL_FREE_FROM_PIXELS else None
+        data = png.encode_large(image) if image.shape[0] * image.shape[1] >= png.GIL_FREE_FROM_PIXELS else None
         encoder = fast_png_encoder() if data is None else None
         if encoder is not None:
             data = encoder.from_ndarray(np.ascontiguousarray(image))

@@ -99,7 +99,8 @@ def test_the_fused_render_is_the_reference_bit_for_bit(counted, map_shape, photo
     expected_heatmap = oracle_heatmap(small, photo_shape)
     image, heatmap, is_constant = fused.render(photo, cam, alpha, colormap, keep, scratch=scratch)
     assert counted[-1] == photo.shape
-    assert is_constant == constant == (kind in ("zeros", "constant") or cam.size == 1)
+    # constant: a map of zeros or one value (a ReLU map of a few cells can be all zeros: hypothesis found (1, 2))
+    assert is_constant == constant == (kind in ("zeros", "constant") or cam.size == 1 or cam.max() == cam.min())
     assert same_bits(image, oracle_overlay(photo, expected_heatmap, alpha, colormap))
     assert heatmap is None if not keep else same_bits(heatmap, expected_heatmap)
 
@@ -346,9 +347,12 @@ def test_the_kernel_is_cached_and_loaded_without_numba(tmp_path):
         return done.stdout.strip()
 
     assert run() == "compiled True"
-    [cached] = (tmp_path / "cache" / "gradcam").iterdir()
+    # four kernels loaded by the one loader: the render's, the resize's, the Huffman PNG encoder's two loops
+    cached = list((tmp_path / "cache" / "gradcam").iterdir())
+    assert len(cached) == 4
     assert run() == "cache False"
-    cached.write_bytes(cached.read_bytes()[:-100])  # cut short
+    for path in cached:
+        path.write_bytes(path.read_bytes()[:-100])  # cut short
     assert run() == "compiled True" and run() == "cache False"
     (tmp_path / "file").write_text("not a folder")
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "file" / "cache")

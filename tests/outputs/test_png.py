@@ -99,12 +99,12 @@ def test_extreme_values_and_a_view_are_encoded_and_left_unchanged(pixels):
 
 
 def test_encode_png_picks_the_encoder_by_size(monkeypatch):
-    """From GIL_FREE_FROM_PIXELS pixels on the GIL-free encoder, below it fpng (where installed); the
-    same pixels either way."""
+    """From GIL_FREE_FROM_PIXELS pixels on the GIL-free encoders (the Huffman-only one where its loops are loaded,
+    else ISA-L's), below it fpng (where installed); the same pixels either way."""
     needs_isal()
     monkeypatch.setattr(png, "GIL_FREE_FROM_PIXELS", 1000)
     small, large = photo_like(20, 49), photo_like(20, 50)  # 980 and 1000 pixels
-    assert render.encode_png(large) == png.encode_gil_free(large)
+    assert render.encode_png(large) == png.encode_large(large)
     fpng = render.fast_png_encoder()
     if fpng is not None:
         assert render.encode_png(small) == fpng.from_ndarray(np.ascontiguousarray(small))
@@ -116,6 +116,7 @@ def test_encode_png_picks_the_encoder_by_size(monkeypatch):
 
 def test_without_isal_the_large_images_go_through_fpng_or_pillow(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "isal", None)  # import isal -> ImportError, as without the wheel
+    monkeypatch.setattr(png_huffman.PACK, "compiled", None)  # and the Huffman-only encoder not loaded
     png.isal_zlib.cache_clear()
     try:
         assert png.isal_zlib() is None
@@ -134,8 +135,12 @@ def test_without_isal_the_large_images_go_through_fpng_or_pillow(monkeypatch, tm
 # --- the Huffman-only encoder (png_huffman): numba's loops, dynamic blocks, no matches ---
 
 def needs_numba():
-    if png_huffman.kernels() is None:
+    from gradcam.outputs import fused
+
+    if not fused.available():
         pytest.skip("numba is not installed or is switched off here")
+    fused.prepare()  # loads the render's kernel, then the others: the Huffman encoder's two loops
+    assert png_huffman.kernels() is not None, (png_huffman.HISTOGRAM.error, png_huffman.PACK.error)
 
 
 def up_filtered(image: np.ndarray) -> np.ndarray:
@@ -221,24 +226,33 @@ def test_canonical_codes_of_rfc_1951s_example():
     assert [int(entry) & 0xFFFFFF for entry in table] == [int(code[::-1], 2) for code in expected]
 
 
-def test_encode_large_loads_the_huffman_encoder_after_enough_pixels(monkeypatch):
-    """ISA-L's encoder until HUFFMAN_AFTER_PIXELS have been encoded and the background load has finished,
-    then the Huffman-only one; the same pixels either way. Without numba, ISA-L's throughout."""
+def test_encode_large_takes_the_huffman_encoder_once_loaded(monkeypatch):
+    """The Huffman-only encoder where its loops are loaded, ISA-L's while they are not; the same pixels."""
     needs_isal()
     needs_numba()
-    monkeypatch.setattr(png, "_LOAD", {"pixels": 0, "thread": None})
-    monkeypatch.setattr(png, "HUFFMAN_AFTER_PIXELS", 2000)
-    image = photo_like(30, 50)  # 1500 pixels
-    assert png.encode_large(image) == png.encode_gil_free(image) and png._LOAD["thread"] is None
-    assert png.encode_large(image) == png.encode_gil_free(image)  # 3000 pixels: the load starts
-    png._LOAD["thread"].join()
+    image = photo_like(30, 50)
     huffman = png.encode_large(image)
-    monkeypatch.setattr(png, "_LOAD", {"pixels": 0, "thread": None})
-    png.expect(2000)  # a run's plan starts the load at once
-    png._LOAD["thread"].join()
-    assert png.encode_large(image) == huffman
     assert huffman == png_huffman.encode_huffman(image, png.BLOCK_BYTES, png.isal_zlib())
     assert huffman != png.encode_gil_free(image)
     np.testing.assert_array_equal(decoded(huffman), image)
-    monkeypatch.setattr(png_huffman, "kernels", lambda: None)
+    monkeypatch.setattr(png_huffman.PACK, "compiled", None)
+    assert png_huffman.kernels() is None
     assert png.encode_large(image) == png.encode_gil_free(image)
+
+
+def test_the_compiled_loops_count_and_refuse_what_would_overrun():
+    needs_numba()
+    histogram, pack = png_huffman.kernels()
+    flat = np.random.default_rng(5).integers(0, 256, 10_007, dtype=np.uint8)
+    counts = np.full(256, 3, np.int64)
+    histogram(flat, counts)
+    np.testing.assert_array_equal(counts, np.bincount(flat, minlength=256) + 3)
+    table = png_huffman.canonical_codes(png_huffman.code_lengths(np.bincount(flat, minlength=256), 15))
+    room = np.zeros((15 * flat.size) // 32 + 1, np.uint32)
+    pack(flat, table, room, 0, 0, 0)  # just enough room for 15 bits a byte
+    with pytest.raises(ValueError):
+        pack(flat, table, room[:-1], 0, 0, 0)  # one word short: refused before the machine code writes
+    with pytest.raises(ValueError):
+        pack(flat, table | np.uint64(16 << 24), room, 0, 0, 0)  # a 16-bit code: longer than the room allows
+    with pytest.raises(ValueError):
+        histogram(flat, np.zeros(255, np.int64))
