@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import platform
+import stat
 import sys
 import tempfile
 from importlib import metadata
@@ -62,19 +63,51 @@ def _file_name(cache_key: dict) -> str:
 
 def load(cache_key: dict) -> tuple[object, int] | None:
     """(llvmlite's execution engine, which must be kept alive; the kernel's address) from the first cache file
-    with this key, or None where there is none (or it is damaged)."""
+    with this key, or None where there is none (or it is damaged: a file that is not what :func:`save` writes
+    is passed over, and replaced at the next compile)."""
     for folder in cache_dirs():
-        try:
-            with open(folder / _file_name(cache_key), "rb") as handle:
-                header, code = json.loads(handle.readline()), handle.read()
-        except (OSError, ValueError):
+        read = _read(folder / _file_name(cache_key))
+        if read is None:
             continue
-        if header.get("key") != cache_key or header.get("sha256") != hashlib.sha256(code).hexdigest():
+        header, code = read
+        if (header.get("key") != cache_key or header.get("sha256") != hashlib.sha256(code).hexdigest()
+                or not isinstance(header.get("symbol"), str)):
             continue
         engine, address = _engine(code, header["symbol"])
         if address:
             return engine, address
     return None
+
+
+#: the largest cache file read (the kernels' object code is a few hundred KB)
+MAX_FILE_BYTES = 64 << 20
+
+
+def _read(path: Path) -> tuple[dict, bytes] | None:
+    """(the header, a dict; the object code) of a cache file, opened without blocking (a FIFO put in its place
+    must not hang the loader) and read only as a regular file of at most :data:`MAX_FILE_BYTES`; None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_FILE_BYTES:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError):
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    line, newline, code = data.partition(b"\n")
+    try:
+        header = json.loads(line) if newline else None
+    except ValueError:
+        return None
+    return (header, code) if isinstance(header, dict) else None
 
 
 def _engine(code: bytes, symbol: str) -> tuple[object, int]:

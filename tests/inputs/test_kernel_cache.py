@@ -1,0 +1,80 @@
+"""A damaged or hostile file where a kernel's cached machine code belongs is passed over (the kernel is compiled
+again and the file replaced), never trusted, and never hangs the loader."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+
+from gradcam.inputs import kernel_cache, resample_fast
+
+pytest.importorskip("llvmlite")
+
+
+@pytest.fixture
+def cache_file(tmp_path, monkeypatch):
+    """(the render kernel's cache key, the path its cache file would have in a private cache folder)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    key = kernel_cache.key(resample_fast._kernel)
+    folder = tmp_path / "gradcam"
+    folder.mkdir()
+    return key, folder / kernel_cache._file_name(key)
+
+
+def header(key, **changes) -> bytes:
+    values = {"key": key, "symbol": "kernel", "sha256": "0" * 64, **changes}
+    return json.dumps(values).encode() + b"\n"
+
+
+@pytest.mark.parametrize("content", [
+    b"[1]\ncode",  # a header that is not an object
+    b'"text"\ncode',
+    b"{not json\ncode",
+    b"",
+    b"no newline at all",
+])
+def test_a_header_that_is_not_an_object_is_passed_over(cache_file, content):
+    key, path = cache_file
+    path.write_bytes(content)
+    assert kernel_cache.load(key) is None
+
+
+@pytest.mark.parametrize("symbol", [None, 3, ["kernel"]])
+def test_a_header_without_a_symbol_is_passed_over(cache_file, symbol):
+    import hashlib
+
+    key, path = cache_file
+    code = b"\x7fELF not really"
+    changes = {"sha256": hashlib.sha256(code).hexdigest()}
+    data = {"key": key, **changes} if symbol is None else {"key": key, "symbol": symbol, **changes}
+    path.write_bytes(json.dumps(data).encode() + b"\n" + code)
+    assert kernel_cache.load(key) is None  # before: KeyError / TypeError, the kernel off for the whole process
+
+
+def test_a_code_whose_digest_does_not_match_is_passed_over(cache_file):
+    key, path = cache_file
+    path.write_bytes(header(key) + b"garbage object code")
+    assert kernel_cache.load(key) is None
+
+
+def test_a_folder_or_a_large_file_is_passed_over(cache_file, monkeypatch):
+    key, path = cache_file
+    path.mkdir()
+    assert kernel_cache.load(key) is None
+    path.rmdir()
+    path.write_bytes(header(key) + b"x" * 1000)
+    monkeypatch.setattr(kernel_cache, "MAX_FILE_BYTES", 500)
+    assert kernel_cache._read(path) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_the_cache_file_does_not_hang_the_loader(cache_file):
+    key, path = cache_file
+    os.mkfifo(path)
+    answers = []
+    reader = threading.Thread(target=lambda: answers.append(kernel_cache.load(key)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert answers == [None]  # before: blocked in open() for ever
