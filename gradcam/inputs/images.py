@@ -59,10 +59,10 @@ def _decode(path: str | os.PathLike, max_pixels: int):
     from PIL import Image, ImageOps
 
     check_not_empty(path)
+    if (photo := decode_jpeg(path, max_pixels)) is not None:  # Pillow's pixels, through simplejpeg (<= 100 scans)
+        return photo
     if scan_count(path) > SCAN_LIMIT:  # each decoded over the whole image: a small file would take minutes
         raise ImageError(f"a JPEG of more than {SCAN_LIMIT} scans (photos have about 10; each costs a whole decode)")
-    if (photo := decode_jpeg(path, max_pixels)) is not None:  # Pillow's pixels, through simplejpeg
-        return photo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
