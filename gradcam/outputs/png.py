@@ -55,21 +55,8 @@ def encode_gil_free(image: np.ndarray, level: int = ISAL_LEVEL) -> bytes | None:
     if isal is None:
         return None
     height, width, _ = image.shape
-    rows = np.ascontiguousarray(image).reshape(height, 3 * width)
-    step = max(1, BLOCK_BYTES // (3 * width + 1))
-    filtered = np.empty((min(step, height), 3 * width + 1), np.uint8)
-    filtered[:, 0] = 2  # PNG filter type 2, "Up": each byte minus the byte above it, modulo 256
     compressor = isal.compressobj(level)
-    parts = []
-    for start in range(0, height, step):
-        block = rows[start : start + step]
-        out = filtered[: len(block)]
-        if start == 0:  # the row above the first is zeros
-            out[0, 1:] = block[0]
-            np.subtract(block[1:], block[:-1], out=out[1:, 1:])
-        else:
-            np.subtract(block, rows[start - 1 : start - 1 + len(block)], out=out[:, 1:])
-        parts.append(compressor.compress(out))
+    parts = [compressor.compress(filtered) for filtered, _ in png_huffman.up_filtered_blocks(image, BLOCK_BYTES)]
     parts.append(compressor.flush())
     crc = isal.crc32(b"IDAT")
     for part in parts:

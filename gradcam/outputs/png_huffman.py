@@ -193,6 +193,27 @@ def _block_header(bits: _Bits, literal_lengths: np.ndarray, final: bool) -> None
         bits.put(entry & 0xFFFFFF, entry >> 24)
 
 
+def up_filtered_blocks(image: np.ndarray, block_bytes: int):
+    """The PNG rows of a uint8 (H, W, 3) image, each "Up"-filtered (filter byte 2, then each byte minus the byte
+    above it, modulo 256; zeros above the first row), about ``block_bytes`` at a time: yields (uint8 (rows,
+    3 W + 1) filtered rows, whether they are the last), in one buffer reused from block to block (the filtered
+    copy of a 12-megapixel photo is never whole in memory). ``image`` is only read."""
+    height, width, _ = image.shape
+    rows = np.ascontiguousarray(image).reshape(height, 3 * width)
+    step = max(1, block_bytes // (3 * width + 1))
+    filtered = np.empty((min(step, height), 3 * width + 1), np.uint8)
+    filtered[:, 0] = 2  # PNG filter type 2, "Up"
+    for start in range(0, height, step):
+        block = rows[start : start + step]
+        out = filtered[: len(block)]
+        if start == 0:  # the row above the first is zeros
+            out[0, 1:] = block[0]
+            np.subtract(block[1:], block[:-1], out=out[1:, 1:])
+        else:
+            np.subtract(block, rows[start - 1 : start - 1 + len(block)], out=out[:, 1:])
+        yield out, start + step >= height
+
+
 def encode_huffman(image: np.ndarray, block_bytes: int, checks=zlib) -> bytes | None:
     """A uint8 (H, W, 3) image as an 8-bit RGB PNG: every row "Up"-filtered, then deflated as Huffman-only
     dynamic blocks (no matches) coded by compiled loops without the GIL; None while they are not loaded
@@ -203,22 +224,11 @@ def encode_huffman(image: np.ndarray, block_bytes: int, checks=zlib) -> bytes | 
         return None
     histogram, pack = compiled
     height, width, _ = image.shape
-    rows = np.ascontiguousarray(image).reshape(height, 3 * width)
-    step = max(1, block_bytes // (3 * width + 1))
-    filtered = np.empty((min(step, height), 3 * width + 1), np.uint8)
-    filtered[:, 0] = 2
-    blocks = -(-height // step)
+    blocks = -(-height // max(1, block_bytes // (3 * width + 1)))
     bits = _Bits(height * (3 * width + 1) * 15 // 32 + 200 * blocks + 16)  # 15 bits a byte at most, headers
     bits.at = _Bits.START // 4
     adler = 1
-    for start in range(0, height, step):
-        block = rows[start : start + step]
-        out = filtered[: len(block)]
-        if start == 0:
-            out[0, 1:] = block[0]
-            np.subtract(block[1:], block[:-1], out=out[1:, 1:])
-        else:
-            np.subtract(block, rows[start - 1 : start - 1 + len(block)], out=out[:, 1:])
+    for out, last in up_filtered_blocks(image, block_bytes):
         flat = out.reshape(-1)
         adler = checks.adler32(flat, adler)
         counts = np.zeros(257, np.int64)
@@ -226,7 +236,7 @@ def encode_huffman(image: np.ndarray, block_bytes: int, checks=zlib) -> bytes | 
         counts[256] = 1  # the end-of-block code
         lengths = code_lengths(counts, 15)
         table = canonical_codes(lengths)
-        _block_header(bits, lengths, start + step >= height)
+        _block_header(bits, lengths, last)
         bits.at, bits.bits, bits.count = pack(flat, table[:256], bits.words, bits.at, bits.bits, bits.count)
         end = int(table[256])
         bits.put(end & 0xFFFFFF, end >> 24)
