@@ -15,11 +15,11 @@ import json
 import math
 import os
 import re
-import stat
 import unicodedata
 from pathlib import Path, PurePosixPath
 
 from ..errors import UsageError
+from .regular import open_regular
 from .truth_masks import Box, find_mask, input_relative, read_mask, resize_mask, scale_boxes, truth_mask_from_boxes
 
 __all__ = ["Box", "MAX_BOXES", "MAX_FILE_BYTES", "boxes_for", "find_mask", "input_relative", "read_boxes",
@@ -68,13 +68,11 @@ def read_boxes(path: str | os.PathLike) -> dict[str, list[Box]]:
 def _text_of(path: str | os.PathLike) -> str:
     """The file's text (UTF-8, a BOM dropped) after the checks of :func:`read_boxes`."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a FIFO would block
+        opened = open_regular(path)  # a FIFO would block: refused unopened
+        if opened is None:
             raise UsageError(f"the ground truth {path} is not a regular file")
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with open(descriptor, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise UsageError(f"the ground truth {path} is not a regular file")
+        file, info = opened
+        with file:
             if info.st_size > MAX_FILE_BYTES:
                 raise UsageError(f"the ground truth {path} is larger than {MAX_FILE_BYTES // 2 ** 20} MB")
             data = file.read(MAX_FILE_BYTES + 1)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import threading
 import warnings
 
 import numpy as np
 
 from .headers import has_orientation
+from .regular import open_regular
 
 #: Environment variable that turns the fast path off ("1"; "" or "0" leave it on).
 DISABLE_ENV: str = "GRADCAM_NO_FAST_JPEG"
@@ -84,13 +84,13 @@ def _read(path: str | os.PathLike, max_pixels: int) -> bytes | None:
     pixels, and that holds at most 6 bytes a pixel of that frame + 4 MiB (and 3 * max_pixels + 1 MiB: a small frame
     with megabytes after it is never read whole); None otherwise, or when it cannot be read or grows while read."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        opened = open_regular(path)
+        if opened is None:
             return None
-        # opened without blocking (a file swapped for a FIFO after the stat), then checked again
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as file:
-            status = os.fstat(file.fileno())
+        file, status = opened
+        with file:
             size = status.st_size
-            if not stat.S_ISREG(status.st_mode) or size > 3 * max(int(max_pixels), 0) + (1 << 20):
+            if size > 3 * max(int(max_pixels), 0) + (1 << 20):
                 return None
             head = file.read(min(size, _HEAD_BYTES))
             frame = _frame(head)
@@ -114,10 +114,11 @@ def scan_count(path: str | os.PathLike, limit: int = SCAN_LIMIT) -> int:
     at a time until more than ``limit``; 0 for any other file or one that cannot be read. Never blocks (as _read)."""
     count = 0
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        opened = open_regular(path)
+        if opened is None:
             return 0
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode) or file.read(3) != b"\xff\xd8\xff":
+        with opened[0] as file:
+            if file.read(3) != b"\xff\xd8\xff":
                 return 0
             carry = b"\xff"  # the last byte read: a marker across two reads is counted once
             while count <= limit and (chunk := file.read(1 << 20)):

@@ -17,11 +17,12 @@ import inspect
 import json
 import os
 import platform
-import stat
 import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from .regular import open_regular
 
 #: the header's version: a file of another format is ignored (and replaced)
 FORMAT = 1
@@ -87,21 +88,16 @@ def _read(path: Path) -> tuple[dict, bytes] | None:
     """(the header, a dict; the object code) of a cache file, opened without blocking (a FIFO put in its place
     must not hang the loader) and read only as a regular file of at most :data:`MAX_FILE_BYTES`; None otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (OSError, ValueError):
-        return None
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_FILE_BYTES:
+        opened = open_regular(path)
+        if opened is None:
             return None
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1
+        handle, status = opened
+        with handle:
+            if status.st_size > MAX_FILE_BYTES:
+                return None
             data = handle.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError):
         return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
     line, newline, code = data.partition(b"\n")
     try:
         header = json.loads(line) if newline else None

@@ -3,11 +3,10 @@ that is a regular file. A hand-edited or damaged line (a list where a path belon
 sequence number), or a FIFO or device where a manifest belongs, vouches for nothing."""
 from __future__ import annotations
 
-import os
-import stat
 import math
 from pathlib import Path
 
+from ..inputs.regular import open_regular
 from ..names import BASELINE_NAMES, METRIC_KEYS
 
 
@@ -38,18 +37,13 @@ def regular_file_text(path: Path) -> str | None:
     """The text of ``path`` when it is a regular file (checked on the open file, opened without blocking:
     a FIFO or a device put where a manifest belongs vouches for nothing instead of hanging), else None."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        opened = open_regular(path)
+        if opened is None:
             return None
-        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+        with opened[0] as handle:
             return handle.read().decode("utf-8", errors="replace")
     except OSError:
         return None
-    finally:
-        os.close(descriptor)
 
 
 def record_scores(record: dict) -> dict[str, float]:
