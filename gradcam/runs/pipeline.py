@@ -8,6 +8,8 @@ Whether an input is skipped or redone is :mod:`.resume`'s decision; the settings
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -155,6 +157,24 @@ class _FolderRun:
         self.records.close(self.options.output_dir)
 
 
+@contextmanager
+def objects_frozen():
+    """Python's cycle collector leaves alone the objects that exist when the run starts (``gc.freeze``) and
+    takes them back when it ends (``gc.unfreeze``). With TensorFlow and a traced model loaded that is ~400,000
+    objects: one full collection of them costs 0.2-0.4 s of CPU, and a run's own allocations set one off at a
+    moment nobody chooses (~2 ms a photo over 192 photos). Reference counting still frees everything as before;
+    only cycles among objects older than the run wait until it ends. A process that froze objects itself
+    (``gc.get_freeze_count()`` > 0), or that turned the collector off, is left as it is."""
+    freeze = gc.isenabled() and gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
 def run(explainer, items: Iterable[InputImage], options: RunOptions,
         on_record: Callable[[dict], None] | None = None, previous: dict[str, dict] | None = None,
         run_id: str | None = None, scorer: Scorer | None = None) -> Summary:
@@ -171,12 +191,17 @@ def run(explainer, items: Iterable[InputImage], options: RunOptions,
     ``options.evaluate`` asks (:func:`gradcam.metrics.faithfulness.faithfulness_scores`: the metrics
     stage, handed in from above, as ``gradcam.run`` and the CLI do).
     """
-    from .._version import __version__
-
     items = select_shard(items, options.shard)
     if items and not explainer.volumetric and items[0].path.is_file():  # a large run: the fused kernel from the start
         fused.expect(len(items) * photo_bytes(items[0].path) // 3)
-    folder_run = _FolderRun(explainer, options, on_record, len(items), previous, scorer, run_id)
+    with objects_frozen():
+        return _run(explainer, items, options, _FolderRun(explainer, options, on_record, len(items), previous,
+                                                          scorer, run_id))
+
+
+def _run(explainer, items: list[InputImage], options: RunOptions, folder_run: _FolderRun) -> Summary:
+    from .._version import __version__
+
     records = folder_run.records
     try:
         if records.manifest is not None:

@@ -140,3 +140,45 @@ def test_a_failed_batch_is_explained_input_by_input_and_only_the_failing_input_i
         ("b.jpg", "error", "cannot explain: boom"), ("a.jpg", "ok", None), ("c.jpg", "ok", None)]
     assert (summary.explained, summary.failed) == (2, 1)
     assert (out / "a.jpg.png").exists() and not (out / "b.jpg.png").exists() and (out / "c.jpg.png").exists()
+
+
+def test_the_objects_older_than_a_run_are_frozen_for_the_cycle_collector_during_it_and_only_then(tmp_path, tiny_model,
+                                                                                                  monkeypatch):
+    import gc
+
+    root = tmp_path / "photos"
+    write_photo(root / "a.jpg")
+    explainer = Explainer(tiny_model)
+    seen = []
+    real = explainer.explain_batch
+
+    def watched(*args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explainer, "explain_batch", watched)
+    assert gc.get_freeze_count() == 0
+    summary = run(explainer, discover_inputs([root]), RunOptions(output_dir=tmp_path / "out"))
+    assert summary.explained == 1 and seen and min(seen) > 1000  # the model, TensorFlow, the test session
+    assert gc.get_freeze_count() == 0  # given back
+
+
+def test_a_process_that_froze_objects_itself_or_turned_the_collector_off_is_left_as_it_is(tmp_path, tiny_model):
+    import gc
+
+    from gradcam.runs.pipeline import objects_frozen
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with objects_frozen():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        with objects_frozen():
+            assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
