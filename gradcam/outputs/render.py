@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
-import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,16 +33,18 @@ __all__ = [
 ]
 
 
-_UMASK_LOCK = threading.Lock()
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it and back: under a lock, so that two render threads never read
-    each other's 0 and leave it set)."""
-    with _UMASK_LOCK:
-        mask = os.umask(0)
-        os.umask(mask)
-    return mask
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """(descriptor, name) of a new, empty file beside ``path`` named ``.NAME.RANDOM.part``, created exclusively
+    (O_EXCL: never an existing file or a link) with mode 0o666, which the system lessens by the umask (or the
+    folder's default ACL) as for any new file: no umask read, no chmod. FileExistsError after 100 names taken."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}.part")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -54,20 +54,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     into a few folders)."""
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError:  # no such folder (yet); mkdir raises what stands in the way
+        fd, tmp = _create_temporary(path)
+    except FileNotFoundError:  # no such folder (yet); mkdir raises what stands in the way
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = _create_temporary(path)
     try:
         try:
             view = memoryview(data).cast("B")
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o666 & ~_umask())
-            else:  # pragma: no cover - Windows before Python 3.13
-                os.chmod(tmp, 0o666 & ~_umask())
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -223,3 +223,22 @@ def test_draw_outline_by_hand():
     expected[3:5, 3:5] = False  # the interior stays as it was
     np.testing.assert_array_equal(red, expected)
     assert not draw_outline(image, np.zeros((4, 4), bool)).any() and not image.any()  # not changed in place
+
+
+def test_an_atomic_write_never_opens_an_existing_file_or_link_in_its_temporary_name(tmp_path, monkeypatch):
+    """The temporary file is created exclusively (O_EXCL): a link planted under the name it draws first is
+    neither followed nor replaced; the next name is drawn."""
+    import os
+
+    from gradcam.outputs.render import write_atomic
+
+    draws = iter([b"\x01" * 6, b"\x01" * 6, b"\x02" * 6])
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws))
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me")
+    planted = tmp_path / f".a.png.{'01' * 6}.part"
+    planted.symlink_to(target)
+    write_atomic(tmp_path / "a.png", b"data")
+    assert (tmp_path / "a.png").read_bytes() == b"data" and target.read_text() == "keep me"
+    assert planted.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a.png", "elsewhere.txt", planted.name])
