@@ -78,3 +78,29 @@ def test_a_fifo_in_place_of_the_cache_file_does_not_hang_the_loader(cache_file):
     reader.start()
     reader.join(10)
     assert answers == [None]  # before: blocked in open() for ever
+
+
+def test_the_key_names_the_defining_file_and_the_function_without_tokenizing_it(tmp_path, monkeypatch):
+    import importlib.util
+    import inspect
+
+    def load(text: str, name: str):
+        path = tmp_path / f"{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    source = "def kernel(a):\n    a[0] = 1\n\n\ndef other(a):\n    a[0] = 1\n"
+    first = load(source, "first")
+    monkeypatch.setattr(inspect, "getsource", lambda function: (_ for _ in ()).throw(AssertionError("tokenized")))
+    same = kernel_cache.key(first.kernel)
+    assert kernel_cache.key(load(source, "again").kernel)["source"] == same["source"]  # same text, same name
+    assert kernel_cache.key(first.other)["source"] != same["source"]  # another function of the file
+    edited = load(source + "\n# a comment\n", "edited")
+    assert kernel_cache.key(edited.kernel)["source"] != same["source"]  # any edit of the module
+    monkeypatch.undo()
+    (tmp_path / "edited.py").unlink()  # the file gone: its source too (the kernel then stays off: LazyKernel.error)
+    with pytest.raises(OSError):
+        kernel_cache.key(edited.kernel)
