@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
-from pathlib import Path
 from typing import Iterable
 
 #: bytes read at a time while hashing (hashlib releases the GIL for each chunk)
@@ -54,9 +54,9 @@ class DigestCache:
         readable regular file."""
         try:
             before = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):
             return None
-        if not Path(path).is_file():
+        if not stat.S_ISREG(before.st_mode):
             return None
         key = _stat_key(before)
         with self._lock:

@@ -99,6 +99,7 @@ def _identify_and_read(read: Callable, path, *args) -> tuple[dict | None, tuple]
     """(the input's identity, taken first, ``read(path, *args)``): a file changed while it is read
     then matches no record, and is explained again by the next run. A pipe, device or socket is refused
     unopened (reading one could block the run for ever)."""
-    if not os.path.isfile(path):
+    source = DIGESTS.identity(path)  # None for anything but a regular file, which it never opens
+    if source is None and not os.path.isfile(path):
         raise ImageError("not a regular file (a pipe, a device or a socket)")
-    return DIGESTS.identity(path), read(path, *args)
+    return source, read(path, *args)
