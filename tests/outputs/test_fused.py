@@ -477,3 +477,26 @@ def test_the_kernels_scratch_is_reused_and_grown_per_thread(compiled):
         held.append(resample_fast._SCRATCH.held)
     assert held[0] is held[1] and held[2] is held[3] and held[1] is not held[2]
     assert held[2][:2] == (64, 1500)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2, 3])
+def test_photos_of_every_width_mod_4_and_not_4_byte_aligned(counted, offset):
+    """The kernel reads four pixels (three 4-byte words) at a time from each flat pixel index that is a multiple
+    of 4 and the rest of a row byte by byte: widths 1-13 (rows starting at every index mod 4, rows narrower than a
+    group) and photos at every offset mod 4 from an aligned address (copied to an aligned one first): the oracle's
+    overlay, the photo untouched."""
+    rng = np.random.default_rng(offset)
+    for width in range(1, 14):
+        for height in (1, 3, 6):
+            cam = rng.random((2, 3)).astype(np.float32)
+            buffer = np.zeros(height * width * 3 + 8, np.uint8)
+            start = (-buffer.ctypes.data + offset) % 4
+            photo = buffer[start : start + height * width * 3].reshape(height, width, 3)
+            photo[:] = rng.integers(0, 256, photo.shape, dtype=np.uint8)
+            before = buffer.copy()
+            assert photo.ctypes.data % 4 == offset and photo.flags.c_contiguous
+            image, heatmap, _ = fused.render(photo, cam, 0.6, "viridis", True)
+            assert counted[-1] == photo.shape
+            assert same_bits(image, oracle_overlay(photo, oracle_heatmap(normalize(cam)[0], (height, width)), 0.6,
+                                                   "viridis"))
+            assert same_bits(buffer, before)
