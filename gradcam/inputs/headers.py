@@ -9,6 +9,7 @@ import numpy as np
 
 from .discovery import is_volume_name
 from .medical import dicom_size, is_dicom_file
+from .regular import open_regular
 from .volumes import volume_shape
 
 
@@ -77,7 +78,10 @@ def _quick_size(path: str | os.PathLike) -> tuple[int, int] | None:
     asks this of every input in its main thread, where Pillow's header parse took ~0.1 ms); None for anything
     else, or anything unexpected (then Pillow decides)."""
     try:
-        with open(path, "rb") as handle:
+        opened = open_regular(path)  # never blocks on a FIFO swapped in for the file (the main thread asks)
+        if opened is None:
+            return None
+        with opened[0] as handle:
             head = handle.read(HEAD_BYTES)
     except (OSError, ValueError):
         return None

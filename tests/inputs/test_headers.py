@@ -121,3 +121,11 @@ def test_the_sample_photos(name):
     path = Path(__file__).resolve().parents[2] / "sample_images" / name
     data = path.read_bytes()
     assert jpeg_frame_size(data[:HEAD_BYTES]) == _pillow_size(data)
+
+
+def test_a_fifo_in_place_of_a_photo_is_never_opened_for_its_size(tmp_path):
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    assert headers._quick_size(fifo) is None  # returns at once: opening a FIFO to read would block
