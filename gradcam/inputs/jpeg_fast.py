@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from .headers import has_orientation
+from .headers import has_orientation, scan_markers
 from .regular import open_regular
 
 #: Environment variable that turns the fast path off ("1"; "" or "0" leave it on).
@@ -122,7 +122,7 @@ def scan_count(path: str | os.PathLike, limit: int = SCAN_LIMIT) -> int:
                 return 0
             carry = b"\xff"  # the last byte read: a marker across two reads is counted once
             while count <= limit and (chunk := file.read(1 << 20)):
-                count += chunk.count(b"\xff\xda") + (carry == b"\xff" and chunk[:1] == b"\xda")
+                count += scan_markers(chunk) + (carry == b"\xff" and chunk[:1] == b"\xda")
                 carry = chunk[-1:]
     except (OSError, ValueError, TypeError, OverflowError):
         return count
@@ -143,7 +143,7 @@ def _decode_bytes(data: bytes, max_pixels: int) -> np.ndarray | None:
     if frame is None:
         return None
     width, height, components, subsampling = frame
-    if width * height > max_pixels or data.count(b"\xff\xda") > _MAX_SCANS:  # counts scans (and any 0xFFDA in APPn)
+    if width * height > max_pixels or scan_markers(data) > _MAX_SCANS:  # counts scans (and any 0xFFDA in APPn)
         return None
     import simplejpeg
 

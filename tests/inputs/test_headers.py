@@ -129,3 +129,13 @@ def test_a_fifo_in_place_of_a_photo_is_never_opened_for_its_size(tmp_path):
     fifo = tmp_path / "photo.jpg"
     os.mkfifo(fifo)
     assert headers._quick_size(fifo) is None  # returns at once: opening a FIFO to read would block
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"\xff", b"\xda", b"\xff\xda", b"\x00", b"\xff\xff\xda", b"\xda\xff"]), max_size=60),
+       st.integers(1, 9))
+def test_scan_markers_count_what_bytes_count_counts_across_pieces(parts, piece):
+    from gradcam.inputs.headers import scan_markers
+
+    data = b"".join(parts)
+    assert scan_markers(data, piece) == data.count(b"\xff\xda") == scan_markers(data)
