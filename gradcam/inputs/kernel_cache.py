@@ -3,7 +3,7 @@ alone (~0.08 s of CPU) instead of importing numba and loading numba's own cache 
 and lowering registries are built before any cached function is looked up).
 
 A cache file holds one JSON header line (the key, the symbol, the object code's SHA-256) and the object code
-numba compiled. It is used only where every part of its key is the same: the kernel's source and C signature,
+numba compiled. It is used only where every part of its key is the same: the source file that defines the kernel (its C signature included),
 the numba, llvmlite and Python versions, and the LLVM target (triple, CPU name and features, numba's CPU
 environment settings) it was compiled for. A new file is kept only once a fresh Python process, with llvmlite
 and no numba, has linked it (:func:`loads_alone`). Files are written whole (a temporary file renamed into place).
