@@ -1,14 +1,13 @@
-"""The Huffman-only PNG encoder (issue 24): every row "Up"-filtered in NumPy, the residuals coded byte by byte
-(no matches) in dynamic-Huffman deflate blocks of a few megabytes, one code a block, by two loops numba
-compiles (their machine code cached and loaded with the render's kernel: :mod:`gradcam.inputs.resample_fast`,
-called through ctypes without the GIL). Measured on 12 MP overlays (benchmarks/decode_png.py, interleaved): 0.56-0.93x
-the CPU of ISA-L's level 1 on the same residuals, 0.77-0.84x fpng's; files 1.5-7 % smaller than ISA-L's (0.1 %
-larger on one photo), 10-23 % smaller than fpng's. At 640x480 1.9-2.5x fpng's CPU (Python's share of each
-block)."""
+"""The Huffman-only PNG encoder (issue 24): every row "Up"-filtered, the residuals coded byte by byte (no
+matches) in dynamic-Huffman deflate blocks of a few megabytes, one code a block. One compiled kernel does a
+block's work (the filter, the byte counts, the code, the header, the bits: numba's machine code, cached and
+loaded with the render's kernel by :mod:`gradcam.inputs.resample_fast`, called through ctypes without the GIL).
+Overlays of the sample photos (benchmarks/png_small.py, CPU): 0.55-0.65x fpng's at 640x480 and 1280x960,
+files 3-11 % smaller; about fpng's at 360x270, 7x its 0.02 ms at 64x64 (the code's fixed cost, ~0.13 ms)."""
 from __future__ import annotations
 
-import heapq
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -24,231 +23,275 @@ def chunk(checks, kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checks.crc32(data, checks.crc32(kind)))
 
 
-#: order in which a dynamic deflate block lists the code lengths of its code-length alphabet (RFC 1951 3.2.7)
-_CODE_LENGTH_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+#: order in which a dynamic deflate block lists the code lengths of its code-length alphabet (RFC 1951 3.2.7),
+#: for the kernel 5 bits each in two integers (a tuple indexed at run time would bring an exception path)
+_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+_ORDER_LOW, _ORDER_HIGH = (sum(symbol << 5 * j for j, symbol in enumerate(part)) for part in (_ORDER[:12], _ORDER[12:]))
+#: the code is chosen from the counts of one group of 4 bytes in SAMPLE, the bytes never seen there counted
+#: 1/2^15 of the total (each has a code): ~0.3 ms less at 640x480; files 0.05-0.12 % larger there than
+#: with every byte counted, 0.4-0.6 % on very smooth 12 MP overlays (photos upscaled 6-13x)
+SAMPLE = 4
+#: int64 scratch of the kernel: 4 partial counts of 256, then 288 slots a code (0: literal/length, 1: code
+#: length) for its counts, lengths and codes, then the Huffman trees' work, the header's (value, bits) items
+_COUNTS, _LENGTHS, _CODES, _KEYS, _NODES, _PARENTS, _DEPTHS, _ITEMS, _TALLY = (
+    1024, 1600, 2176, 2752, 3040, 3328, 3904, 4192, 4768)
+#: scratch bytes: the int64 words, then the codes of byte pairs (uint32 65536), their lengths (uint8 65536);
+#: each thread's own, reused (the count tables only grow: no 8 kB memset a block)
+_WORK_BYTES, _LOCAL = 8 * 4800, threading.local()
+SCRATCH = _WORK_BYTES + 5 * 65536
+#: bytes before the deflate stream in the output: 43 (signature, IHDR, IDAT's length and type, zlib's header)
+#: + 5 unused, so that the stream's 64-bit words start aligned
+_HEAD = 48
 
 
-def _histogram(flat_p, size, counts_p, partial_p):  # pragma: no cover - compiled by numba
-    """counts[b] += the occurrences of each byte b among ``size`` bytes; ``partial``: int64 (4, 256) scratch, four
-    tables so that no store waits on the one before it."""
-    for value in range(1024):
-        partial_p[value] = 0
-    end = size - size % 4
-    for at in range(0, end, 4):
-        partial_p[flat_p[at]] += 1
-        partial_p[256 + flat_p[at + 1]] += 1
-        partial_p[512 + flat_p[at + 2]] += 1
-        partial_p[768 + flat_p[at + 3]] += 1
-    for at in range(end, size):
-        partial_p[flat_p[at]] += 1
-    for value in range(256):
-        counts_p[value] += partial_p[value] + partial_p[256 + value] + partial_p[512 + value] + partial_p[768 + value]
+def _block(image_p, height, row, start, stop, work_p, pairs_p, pair_bits_p, filtered_p, capacity, out_p, words,
+           state_p):  # pragma: no cover - compiled by numba
+    """Rows [start, stop) of the uint8 (height, row) image "Up"-filtered into ``filtered`` (capacity bytes) and
+    coded as one dynamic-Huffman block appended to the uint64 words ``out`` (``words`` of them) from word
+    state[0] on, after the state[2] pending bits state[1]; state[3]: BFINAL, state[4]: the longest code
+    allowed, state[5]: set to 0 when done, 1 when refused (no room, a bad size, bad counts; out left as it was).
+    Without rows, the literal counts are the caller's (work[_COUNTS:][:257]): their code and an empty block."""
+    one, k63, k64 = np.uint64(1), np.uint64(63), np.uint64(64)
+    at, acc, count, limit = np.int64(state_p[0]), state_p[1], state_p[2], np.int64(state_p[4])
+    state_p[5] = 1
+    if not (1 <= row < 1 << 31 and 0 <= start <= stop <= height and stop - start < 1 << 31 and 1 <= limit <= 15
+            and 0 <= at <= words < 1 << 50 and count < k64 and 0 <= capacity < 1 << 50):
+        return  # (the products below cannot overflow)
+    size = (stop - start) * (row + 1)
+    if size > capacity or at + ((np.int64(count) + 2000 + 15 * size) >> 6) + 2 > words:
+        return  # 2000 bits hold the header and the end code: 17 + 19 * 3 + 259 * 7 + 15
+    if stop > start:
+        at_byte = 0
+        for r in range(start, stop):
+            filtered_p[at_byte] = 2  # the filter type, "Up"
+            base = r * row
+            if r == 0:  # the row above the first is zeros
+                for i in range(row):
+                    filtered_p[at_byte + 1 + i] = image_p[base + i]
+            else:
+                for i in range(row):
+                    filtered_p[at_byte + 1 + i] = image_p[base + i] - image_p[base - row + i]
+            at_byte += row + 1
+        for v in range(256):  # the four tables' counts so far, taken off
+            work_p[_COUNTS + v] = -(work_p[v] + work_p[256 + v] + work_p[512 + v] + work_p[768 + v])
+        end = size - size % (4 * SAMPLE)
+        for i in range(0, end, 4 * SAMPLE):  # four tables: no count waits on the one before it
+            work_p[filtered_p[i]] += 1
+            work_p[256 + filtered_p[i + 1]] += 1
+            work_p[512 + filtered_p[i + 2]] += 1
+            work_p[768 + filtered_p[i + 3]] += 1
+        for i in range(end, size):
+            work_p[filtered_p[i]] += 1
+        for v in range(256):
+            work_p[_COUNTS + v] += work_p[v] + work_p[256 + v] + work_p[512 + v] + work_p[768 + v]
+        work_p[_COUNTS + 256] = 1  # the end-of-block code
+    for tree in range(2):  # the literal/length code, then the code-length code of the 259 lengths sent
+        n, most, base = (257, limit, 0) if tree == 0 else (19, 7, 288)
+        if tree == 1:
+            work_p[_LENGTHS + 257] = work_p[_LENGTHS + 258] = 1  # two 1-bit distance codes, never used
+            for s in range(19):
+                work_p[_COUNTS + 288 + s] = 0
+            for s in range(259):
+                work_p[_COUNTS + 288 + work_p[_LENGTHS + s]] += 1
+        used, counted = 0, 0
+        for s in range(n):
+            c = work_p[_COUNTS + base + s]
+            if c < 0 or c > 1 << 40:
+                return
+            used += c > 0
+            counted += c
+        for s in range(n):  # at least two codes: a lone symbol gets a partner (a complete code)
+            if used < 2 and work_p[_COUNTS + base + s] == 0:
+                work_p[_COUNTS + base + s] = 1
+                used, counted = used + 1, counted + 1
+        least, longest = counted >> (most - 1), most + 1  # rarer symbols raised to 1/2^(most - 1) of the total, ...
+        for s in range(n):  # bytes the sample missed still have codes, of about 15 bits
+            if 0 < work_p[_COUNTS + base + s] < least:
+                work_p[_COUNTS + base + s] = least
+            elif work_p[_COUNTS + base + s] == 0 and tree == 0 and s < 256 and stop > start:
+                work_p[_COUNTS + base + s], used = (counted >> 15) + 1, used + 1
+        for attempt in range(64):  # ... and all halved while a code is still too long
+            k = 0
+            for s in range(n):
+                work_p[_LENGTHS + base + s] = 0
+                if work_p[_COUNTS + base + s] > 0:
+                    work_p[_KEYS + k] = work_p[_COUNTS + base + s] * 512 + s
+                    k += 1
+            gap = 1
+            while gap < used // 3:
+                gap = 3 * gap + 1
+            while gap >= 1:  # Shell sort (Knuth's gaps: 1, 4, 13, 40, 121) by count, then symbol
+                for i in range(gap, used):
+                    key, j = work_p[_KEYS + i], i
+                    while j >= gap and work_p[_KEYS + j - gap] > key:
+                        work_p[_KEYS + j] = work_p[_KEYS + j - gap]
+                        j -= gap
+                    work_p[_KEYS + j] = key
+                gap //= 3
+            leaf, node = 0, 0  # two queues: the sorted leaves, the new nodes (made in order of weight)
+            for k in range(used - 1):
+                weight = 0
+                for pick in range(2):  # node < k whenever leaf == used: two of used - k are left
+                    if leaf < used and (node >= k or (work_p[_KEYS + leaf] >> 9) <= work_p[_NODES + node]):
+                        weight += work_p[_KEYS + leaf] >> 9
+                        work_p[_PARENTS + leaf], leaf = k, leaf + 1
+                    else:
+                        weight += work_p[_NODES + node]
+                        work_p[_PARENTS + 288 + node], node = k, node + 1
+                work_p[_NODES + k] = weight
+            work_p[_DEPTHS + used - 2] = 0  # the root; parents come after their children
+            for k in range(used - 3, -1, -1):
+                work_p[_DEPTHS + k] = work_p[_DEPTHS + work_p[_PARENTS + 288 + k]] + 1
+            longest = 0
+            for i in range(used):
+                depth = work_p[_DEPTHS + work_p[_PARENTS + i]] + 1
+                work_p[_LENGTHS + base + (work_p[_KEYS + i] & 511)] = depth
+                longest = longest if longest > depth else depth  # (max() would bring an exception path)
+            if longest <= most:
+                break
+            for s in range(n):
+                work_p[_COUNTS + base + s] = (work_p[_COUNTS + base + s] + 1) >> 1
+        if longest > most:
+            return
+        for slot in range(32):  # canonical codes (RFC 1951 3.2.2), bit-reversed: deflate sends them MSB first
+            work_p[_TALLY + slot] = 0
+        for s in range(n):
+            work_p[_TALLY + work_p[_LENGTHS + base + s]] += 1
+        first_code, work_p[_TALLY] = 0, 0
+        for length in range(1, 16):  # the first code of each length
+            first_code = (first_code + work_p[_TALLY + length - 1]) << 1
+            work_p[_TALLY + 16 + length] = first_code
+        for s in range(n):
+            length = work_p[_LENGTHS + base + s]
+            taken = work_p[_TALLY + 16 + length]
+            work_p[_TALLY + 16 + length] = taken + 1
+            flipped = 0
+            for b in range(length):
+                flipped = flipped << 1 | (taken >> b) & 1
+            work_p[_CODES + base + s] = flipped
+    # the header's items: BFINAL, BTYPE 10, HLIT 0 (257 codes), HDIST 1 (2), HCLEN 15 (19) in 17 bits; the
+    # code-length code's lengths; the 259 lengths in it; last the end-of-block code, after the data
+    work_p[_ITEMS], work_p[_ITEMS + 1] = np.int64(state_p[3] != 0) | 2 << 1 | 1 << 8 | 15 << 13, 17
+    for j in range(19):
+        symbol = (_ORDER_LOW >> 5 * j if j < 12 else _ORDER_HIGH >> 5 * (j - 12)) & 31
+        work_p[_ITEMS + 2 + 2 * j], work_p[_ITEMS + 3 + 2 * j] = work_p[_LENGTHS + 288 + symbol], 3
+    for s in range(259):
+        length = work_p[_LENGTHS + s]
+        work_p[_ITEMS + 40 + 2 * s] = work_p[_CODES + 288 + length]
+        work_p[_ITEMS + 41 + 2 * s] = work_p[_LENGTHS + 288 + length]
+    tail = size % 4  # after the data's pairs of pairs: the 0-3 bytes left, the end-of-block code
+    for t in range(tail + 1):
+        s = np.int64(filtered_p[size - tail + t]) if t < tail else 256
+        work_p[_ITEMS + 558 + 2 * t], work_p[_ITEMS + 559 + 2 * t] = work_p[_CODES + s], work_p[_LENGTHS + s]
+    for b in range(256):  # the codes of byte pairs (the first byte's in the low bits), at most 30 bits
+        high, high_bits = np.uint64(work_p[_CODES + b]), np.uint64(work_p[_LENGTHS + b])
+        for a in range(256):
+            bits = np.uint64(work_p[_LENGTHS + a])
+            pairs_p[a | b << 8] = np.uint32(np.uint64(work_p[_CODES + a]) | high << bits)
+            pair_bits_p[a | b << 8] = np.uint8(bits + high_bits)
+    for item in range(280 + tail):  # each put: the bits below `count` kept, a full word stored, no branch
+        if item == 279:  # the data, two pairs (at most 60 bits) at a time
+            for i in range(0, size - tail, 4):
+                first = np.int64(filtered_p[i]) | np.int64(filtered_p[i + 1]) << 8
+                second = np.int64(filtered_p[i + 2]) | np.int64(filtered_p[i + 3]) << 8
+                bits = np.uint64(pair_bits_p[first])
+                code = np.uint64(pairs_p[first]) | np.uint64(pairs_p[second]) << bits
+                acc |= code << count
+                total = count + bits + np.uint64(pair_bits_p[second])
+                out_p[at] = acc
+                spill = total >= k64
+                acc = ((code >> one) >> (k63 - count)) if spill else acc
+                at, count = at + np.int64(spill), total & k63
+        code, bits = np.uint64(work_p[_ITEMS + 2 * item]), np.uint64(work_p[_ITEMS + 2 * item + 1])
+        acc |= code << count
+        total = count + bits
+        out_p[at] = acc
+        spill = total >= k64
+        acc = ((code >> one) >> (k63 - count)) if spill else acc
+        at, count = at + np.int64(spill), total & k63
+    out_p[at] = acc
+    state_p[0], state_p[1], state_p[2], state_p[5] = np.uint64(at), acc, count, 0
 
 
-def _pack(flat_p, size, table_p, out_p, state_p):  # pragma: no cover - compiled by numba
-    """Each byte's code (``table``: code | length << 24, LSB first) appended to the 32-bit words ``out`` from word
-    state[0] on, after the state[2] pending bits state[1]; the state updated."""
-    low, word, shift, half = np.uint64(0xFFFFFF), np.uint64(0xFFFFFFFF), np.uint64(24), np.uint64(32)
-    at, bits, count = np.int64(state_p[0]), state_p[1], state_p[2]
-    pairs = size // 2
-    for pair in range(pairs + size % 2):  # two codes of at most 15 bits each fit beside < 32 pending bits
-        first = table_p[flat_p[2 * pair]]
-        second = table_p[flat_p[2 * pair + 1]] if pair < pairs else np.uint64(0)
-        length = first >> shift
-        bits |= ((first & low) | (second & low) << length) << count
-        count += length + (second >> shift)
-        if count >= half:
-            out_p[at] = np.uint32(bits & word)
-            at += 1
-            bits >>= half
-            count -= half
-    state_p[0], state_p[1], state_p[2] = np.uint64(at), bits, count
+def _block_caller(function):
+    """``code(image, start, stop, filtered, out, state, scratch)`` over the C function: a C-contiguous uint8 (H, W, 3)
+    image, writeable 1-D uint8 rows, uint64 words and (6,) state, uint8 (SCRATCH,); ValueError else or if refused."""
+
+    def code(image, start: int, stop: int, filtered, out, state, scratch) -> None:
+        arrays = ((filtered, np.uint8), (out, np.uint64), (state, np.uint64), (scratch, np.uint8))
+        if not (all(a.dtype == kind and a.ndim == 1 and a.flags.c_contiguous and a.flags.writeable
+                    for a, kind in arrays)
+                and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.flags.c_contiguous
+                and state.size == 6 and scratch.size >= SCRATCH):
+            raise ValueError("the block coder takes a C-contiguous uint8 (H, W, 3) image, writeable 1-D arrays")
+        address = scratch.ctypes.data
+        function(image.ctypes.data, image.shape[0], 3 * image.shape[1], start, stop, address, address + _WORK_BYTES,
+                 address + _WORK_BYTES + 4 * 65536, filtered.ctypes.data, filtered.size, out.ctypes.data, out.size,
+                 state.ctypes.data)
+        if state[5]:
+            raise ValueError("the block coder refused its arguments (sizes, room or counts)")
+
+    return code
 
 
-def _histogram_caller(function):
-    """``histogram(flat, counts)`` over the C function: uint8 (n,) bytes, int64 (256,) counts, added to."""
-
-    def histogram(flat: np.ndarray, counts: np.ndarray) -> None:
-        if not (flat.dtype == np.uint8 and flat.ndim == 1 and flat.flags.c_contiguous and counts.dtype == np.int64
-                and counts.shape == (256,) and counts.flags.c_contiguous and counts.flags.writeable):
-            raise ValueError("the histogram takes uint8 (n,) bytes and int64 (256,) counts")
-        partial = np.empty(1024, np.int64)  # held here: its memory must outlive the call
-        function(flat.ctypes.data, flat.size, counts.ctypes.data, partial.ctypes.data)
-
-    return histogram
+BLOCK = LazyKernel(_block, ("u8*", "i64", "i64", "i64", "i64", "i64*", "u32*", "u8*", "u8*", "i64", "u64*", "i64",
+                            "u64*"), caller=_block_caller)
+ALSO_LOADED.append(BLOCK)  # loaded by the render kernel's loader, after it
 
 
-def _pack_caller(function):
-    """``pack(flat, table, out, at, bits, count) -> (at, bits, count)`` over the C function: uint8 (n,) bytes,
-    uint64 (256,) codes of at most 15 bits, uint32 words with room for 15 bits a byte from word ``at`` on."""
-
-    def pack(flat: np.ndarray, table: np.ndarray, out: np.ndarray, at: int, bits: int, count: int) -> tuple:
-        if not (flat.dtype == np.uint8 and flat.ndim == 1 and flat.flags.c_contiguous and table.dtype == np.uint64
-                and table.shape == (256,) and table.flags.c_contiguous and int((table >> np.uint64(24)).max()) <= 15
-                and out.dtype == np.uint32 and out.ndim == 1 and out.flags.c_contiguous and out.flags.writeable
-                and 0 <= int(at) and 0 <= int(count) < 32 and int(at) + (int(count) + 15 * flat.size) // 32 + 1
-                <= out.size):
-            raise ValueError("the packer's arrays do not agree (codes of at most 15 bits, room for them)")
-        state = np.array([at, bits, count], np.uint64)
-        function(flat.ctypes.data, flat.size, table.ctypes.data, out.ctypes.data, state.ctypes.data)
-        return int(state[0]), int(state[1]), int(state[2])
-
-    return pack
+def kernels():
+    """The compiled block coder (:func:`_block_caller`'s ``code``) where it is loaded (with the render's kernel:
+    a run of many pixels; its machine code cached as the render's is); None otherwise. Never starts a load."""
+    return BLOCK.compiled
 
 
-HISTOGRAM = LazyKernel(_histogram, ("u8*", "i64", "i64*", "i64*"), caller=_histogram_caller)
-PACK = LazyKernel(_pack, ("u8*", "i64", "u64*", "u32*", "u64*"), caller=_pack_caller)
-ALSO_LOADED.extend([HISTOGRAM, PACK])  # loaded by the render kernel's loader, after it
-
-
-def kernels() -> tuple | None:
-    """(histogram, pack), the compiled loops, where they are loaded (with the render's kernel: a run of many
-    pixels; their machine code cached as the render's is); None otherwise. Never starts a load."""
-    if HISTOGRAM.compiled is None or PACK.compiled is None:
-        return None
-    return HISTOGRAM.compiled, PACK.compiled
-
-
-def code_lengths(counts, limit: int) -> np.ndarray:
-    """Huffman code lengths (int64, one a symbol, 0 for an unused one) of no more than ``limit`` bits for
-    these symbol counts, at least two symbols coded (a lone symbol gets a partner of count 1, the lowest
-    unused one), so the code is complete. Counts below 1/2^(limit - 1) of the total are raised to it first, and
-    halved (with all others) while a code is still too long."""
-    counts = np.asarray(counts, np.int64).copy()
-    if np.count_nonzero(counts) < 2:
-        counts[np.flatnonzero(counts == 0)[: 2 - np.count_nonzero(counts)]] = 1
-    used = np.flatnonzero(counts)
-    counts[used] = np.maximum(counts[used], counts.sum() >> (limit - 1))
-    while True:
-        heap = [(int(counts[symbol]), node) for node, symbol in enumerate(used)]
-        heapq.heapify(heap)
-        parent = list(range(2 * len(used) - 1))
-        for node in range(len(used), 2 * len(used) - 1):  # each new node joins the two lightest
-            (first, a), (second, b) = heapq.heappop(heap), heapq.heappop(heap)
-            parent[a] = parent[b] = node
-            heapq.heappush(heap, (first + second, node))
-        depth = [0] * len(parent)
-        for node in range(len(parent) - 2, -1, -1):  # parents come after their children; the root is last
-            depth[node] = depth[parent[node]] + 1
-        lengths = np.zeros(len(counts), np.int64)
-        lengths[used] = depth[: len(used)]
-        if lengths.max() <= limit:
-            return lengths
-        counts[used] = (counts[used] + 1) // 2
-
-
-def canonical_codes(lengths: np.ndarray) -> np.ndarray:
-    """RFC 1951's canonical codes of these lengths, bit-reversed (deflate sends Huffman codes MSB first into
-    an LSB-first stream), as uint64 ``code | length << 24``."""
-    table = np.zeros(len(lengths), np.uint64)
-    code = 0
-    for length in range(1, int(lengths.max()) + 1):
-        for symbol in np.flatnonzero(lengths == length):
-            table[symbol] = int(f"{code:0{length}b}"[::-1], 2) | length << 24
-            code += 1
-        code <<= 1
-    return table
-
-
-class _Bits:
-    """The file being written, its deflate stream as 32-bit words from byte ``START`` on (the pending bits are
-    shared with the compiled :func:`_pack`), the bytes before it left for the signature and chunk headers."""
-
-    START = 44  # 43 bytes precede the stream (signature, IHDR, IDAT's length and type, zlib's header) + 1 unused
-
-    def __init__(self, words: int):
-        self.words, self.at, self.bits, self.count = np.empty(words, np.uint32), 0, 0, 0
-        self.file = self.words.view(np.uint8)
-
-    def put(self, value: int, length: int) -> None:
-        self.bits |= value << self.count
-        self.count += length
-        while self.count >= 32:
-            self.words[self.at] = self.bits & 0xFFFFFFFF
-            self.at, self.bits, self.count = self.at + 1, self.bits >> 32, self.count - 32
-
-    def end(self) -> int:
-        """Writes the last bits, padded with zeros to a byte; the offset of the byte after them."""
-        tail = self.bits.to_bytes((self.count + 7) // 8, "little")
-        end = 4 * self.at + len(tail)
-        self.file[4 * self.at : end] = np.frombuffer(tail, np.uint8)
-        return end
-
-
-def _block_header(bits: _Bits, literal_lengths: np.ndarray, final: bool) -> None:
-    """A dynamic-Huffman block's header: 257 literal/length codes, two 1-bit distance codes (never used: the
-    pkzip convention zlib follows), every code length sent as such (no repeat codes)."""
-    lengths = np.concatenate([literal_lengths, [1, 1]])
-    length_codes = code_lengths(np.bincount(lengths, minlength=19), 7)
-    bits.put(int(final), 1)
-    bits.put(2, 2)  # BTYPE 10: dynamic Huffman
-    bits.put(0, 5)  # HLIT: 257 literal/length codes
-    bits.put(1, 5)  # HDIST: 2 distance codes
-    bits.put(15, 4)  # HCLEN: all 19 code-length code lengths
-    for symbol in _CODE_LENGTH_ORDER:
-        bits.put(int(length_codes[symbol]), 3)
-    table = canonical_codes(length_codes)
-    for length in lengths:
-        entry = int(table[length])
-        bits.put(entry & 0xFFFFFF, entry >> 24)
-
-
-def up_filtered_blocks(image: np.ndarray, block_bytes: int):
-    """The PNG rows of a uint8 (H, W, 3) image, each "Up"-filtered (filter byte 2, then each byte minus the byte
-    above it, modulo 256; zeros above the first row), about ``block_bytes`` at a time: yields (uint8 (rows,
-    3 W + 1) filtered rows, whether they are the last), in one buffer reused from block to block (the filtered
-    copy of a 12-megapixel photo is never whole in memory). ``image`` is only read."""
-    height, width, _ = image.shape
-    rows = np.ascontiguousarray(image).reshape(height, 3 * width)
-    step = max(1, block_bytes // (3 * width + 1))
-    filtered = np.empty((min(step, height), 3 * width + 1), np.uint8)
-    filtered[:, 0] = 2  # PNG filter type 2, "Up"
-    for start in range(0, height, step):
-        block = rows[start : start + step]
-        out = filtered[: len(block)]
-        if start == 0:  # the row above the first is zeros
-            out[0, 1:] = block[0]
-            np.subtract(block[1:], block[:-1], out=out[1:, 1:])
-        else:
-            np.subtract(block, rows[start - 1 : start - 1 + len(block)], out=out[:, 1:])
-        yield out, start + step >= height
+def huffman_code(counts, limit: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, codes) of the compiled kernel's Huffman code for up to 257 symbol counts (int64 (n,) each):
+    lengths of at most ``limit`` bits (0: unused symbol; a lone symbol gets a partner, the lowest unused one, so
+    the code is complete; counts below 1/2^(limit - 1) of the total raised to it, all halved while a code is too
+    long), canonical codes bit-reversed. ValueError where not loaded or refused (counts outside [0, 2^40])."""
+    compiled = kernels()
+    counts = np.asarray(counts, np.int64)
+    if compiled is None or counts.ndim != 1 or counts.size > 257:
+        raise ValueError("the compiled coder is not loaded, or more than 257 counts")
+    scratch, state = np.zeros(SCRATCH, np.uint8), np.array([0, 0, 0, 0, limit, 1], np.uint64)
+    work = scratch[:_WORK_BYTES].view(np.int64)
+    work[_COUNTS : _COUNTS + counts.size] = counts
+    compiled(np.zeros((1, 1, 3), np.uint8), 0, 0, np.zeros(1, np.uint8), np.zeros(64, np.uint64), state, scratch)
+    return work[_LENGTHS : _LENGTHS + counts.size].copy(), work[_CODES : _CODES + counts.size].copy()
 
 
 def encode_huffman(image: np.ndarray, block_bytes: int, checks=zlib) -> bytes | None:
     """A uint8 (H, W, 3) image as an 8-bit RGB PNG: every row "Up"-filtered, then deflated as Huffman-only
-    dynamic blocks (no matches) coded by compiled loops without the GIL; None while they are not loaded
-    (:func:`kernels`). Rows of about ``block_bytes`` a block; CRC and Adler-32
-    by ``checks`` (``isal.isal_zlib`` or ``zlib``). ``image`` is only read."""
-    compiled = kernels()
-    if compiled is None:
+    dynamic blocks (no matches) by the compiled kernel without the GIL; None while it is not loaded
+    (:func:`kernels`). Rows of about ``block_bytes`` a block; CRC and Adler-32 by ``checks`` (``isal.isal_zlib``
+    or ``zlib``). ``image`` is only read (a view is copied first)."""
+    code = kernels()
+    if code is None:
         return None
-    histogram, pack = compiled
+    image = np.ascontiguousarray(image)
     height, width, _ = image.shape
-    blocks = -(-height // max(1, block_bytes // (3 * width + 1)))
-    bits = _Bits(height * (3 * width + 1) * 15 // 32 + 200 * blocks + 16)  # 15 bits a byte at most, headers
-    bits.at = _Bits.START // 4
+    step = max(1, block_bytes // (3 * width + 1))
+    blocks = -(-height // step)
+    filtered = np.empty(min(step, height) * (3 * width + 1), np.uint8)
+    out = np.empty(_HEAD // 8 + (height * (3 * width + 1) * 15 + 2000 * blocks) // 64 + 2 * blocks + 4, np.uint64)
+    state, scratch = np.array([_HEAD // 8, 0, 0, 0, 15, 1], np.uint64), getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = np.zeros(SCRATCH, np.uint8)
     adler = 1
-    for out, last in up_filtered_blocks(image, block_bytes):
-        flat = out.reshape(-1)
-        adler = checks.adler32(flat, adler)
-        counts = np.zeros(257, np.int64)
-        histogram(flat, counts[:256])
-        counts[256] = 1  # the end-of-block code
-        lengths = code_lengths(counts, 15)
-        table = canonical_codes(lengths)
-        _block_header(bits, lengths, last)
-        bits.at, bits.bits, bits.count = pack(flat, table[:256], bits.words, bits.at, bits.bits, bits.count)
-        end = int(table[256])
-        bits.put(end & 0xFFFFFF, end >> 24)
-    end = bits.end()
-    file = bits.file
+    for start in range(0, height, step):
+        stop = min(height, start + step)
+        state[3] = stop == height
+        code(image, start, stop, filtered, out, state, scratch)
+        adler = checks.adler32(filtered[: (stop - start) * (3 * width + 1)], adler)
+    file = out.view(np.uint8)
+    end = 8 * int(state[0]) + (int(state[2]) + 7) // 8
     file[end : end + 4] = np.frombuffer(struct.pack(">I", adler), np.uint8)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    size = end + 4 - (_Bits.START - 2)  # zlib's header, the deflate stream, its Adler-32
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, filtered, no interlace
+    size = end + 4 - (_HEAD - 2)  # zlib's header, the deflate stream, its Adler-32
     head = SIGNATURE + chunk(checks, b"IHDR", header) + struct.pack(">I", size) + b"IDAT" + b"\x78\x01"
-    file[_Bits.START - len(head) : _Bits.START] = np.frombuffer(head, np.uint8)
-    crc = checks.crc32(file[_Bits.START - 6 : end + 4], 0)  # the chunk's type and data
-    file[end + 4 : end + 8] = np.frombuffer(struct.pack(">I", crc), np.uint8)
+    file[_HEAD - len(head) : _HEAD] = np.frombuffer(head, np.uint8)
+    crc = checks.crc32(file[_HEAD - 6 : end + 4], 0)  # the chunk's type and data
     iend = chunk(checks, b"IEND", b"")
-    file[end + 8 : end + 8 + len(iend)] = np.frombuffer(iend, np.uint8)
-    return file[_Bits.START - len(head) : end + 8 + len(iend)].tobytes()
+    file[end + 4 : end + 8 + len(iend)] = np.frombuffer(struct.pack(">I", crc) + iend, np.uint8)
+    return file[_HEAD - len(head) : end + 8 + len(iend)].tobytes()
