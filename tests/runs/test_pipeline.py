@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import keras, write_photo
 from PIL import Image
 
@@ -163,22 +164,20 @@ def test_the_objects_older_than_a_run_are_frozen_for_the_cycle_collector_during_
     assert gc.get_freeze_count() == 0  # given back
 
 
-def test_a_process_that_froze_objects_itself_or_turned_the_collector_off_is_left_as_it_is(tmp_path, tiny_model):
-    import gc
+@pytest.mark.parametrize("frozen_by_caller, collector_on, expected", [
+    (0, True, ["freeze", "unfreeze"]), (5, True, []), (0, False, []), (5, False, [])])
+def test_a_process_that_froze_objects_itself_or_turned_the_collector_off_is_left_as_it_is(
+        monkeypatch, frozen_by_caller, collector_on, expected):
+    # Recorders instead of gc.get_freeze_count() before and after: that count moves under other threads.
+    from gradcam.runs import pipeline
 
-    from gradcam.runs.pipeline import objects_frozen
-
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        with objects_frozen():
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
-    gc.disable()
-    try:
-        with objects_frozen():
-            assert gc.get_freeze_count() == 0
-    finally:
-        gc.enable()
+    calls = []
+    monkeypatch.setattr(pipeline.gc, "get_freeze_count", lambda: frozen_by_caller)
+    monkeypatch.setattr(pipeline.gc, "isenabled", lambda: collector_on)
+    monkeypatch.setattr(pipeline.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(pipeline.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    with pytest.raises(RuntimeError):
+        with pipeline.objects_frozen():
+            assert calls == expected[:1]
+            raise RuntimeError("the run failed")
+    assert calls == expected  # given back even when the run raises
