@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .._tf import import_tf
 from ..errors import UsageError
+from .dense_backward import fast_backward_dense, plain_dense
 from .layers import LayerInfo
 
 
@@ -220,6 +221,17 @@ def _call_without_activation(layer, *args, **kwargs):
     return _pre_activation_class()(layer)(args[0])
 
 
+def call_layer(layer, linear: bool, *args, **kwargs):
+    """Call one of the caller's layers on symbolic inputs in a graph that is differentiated: without its
+    activation when ``linear``; a plain Dense layer through :func:`~.dense_backward.fast_backward_dense` (the
+    same values, its input gradient computed faster on a CPU; ``Dense.call`` takes nothing else that counts)."""
+    if len(args) == 1 and plain_dense(layer, args[0]):
+        return fast_backward_dense(layer, linear)(args[0])
+    if linear:
+        return _call_without_activation(layer, *args, **kwargs)
+    return layer(*args, **kwargs)
+
+
 def build_explainer_model(model, target: LayerInfo, head: ScoreHead, channel_scale=None):
     """A new Keras model: images -> [activations of ``target``, class scores].
 
@@ -246,10 +258,8 @@ def build_explainer_model(model, target: LayerInfo, head: ScoreHead, channel_sca
     def call(layer, *args, **kwargs):
         if id(layer) in along_path:
             out = _rebuild(layer, args[0], call)
-        elif layer is head.layer and head.kind.startswith("pre-"):
-            out = _call_without_activation(layer, *args, **kwargs)
         else:
-            out = layer(*args, **kwargs)
+            out = call_layer(layer, layer is head.layer and head.kind.startswith("pre-"), *args, **kwargs)
         if layer is target.layer:
             captured["activations"] = out
             if channel_scale is not None:

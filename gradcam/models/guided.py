@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .._tf import import_tf
 from ..errors import UsageError
-from .graph import ScoreHead, _call_without_activation, _rebuild
+from .graph import ScoreHead, _rebuild, call_layer
 
 #: activation functions (by ``__name__``) gated by guided backpropagation: the ReLU family, whose
 #: derivative is 0 or 1. Leaky ones (LeakyReLU, PReLU, ELU, a ReLU with a negative slope) and smooth
@@ -53,8 +53,8 @@ def build_guided_model(model, head: ScoreHead):
         if isinstance(layer, keras.Model):
             return _rebuild(layer, args[0], call)
         if layer is head.layer and head.kind.startswith("pre-"):
-            return _call_without_activation(layer, *args, **kwargs)
-        out = layer(*args, **kwargs)
+            return call_layer(layer, True, *args, **kwargs)
+        out = call_layer(layer, False, *args, **kwargs)
         if is_gated(layer):
             # the layer's own activation passes the gradient where its derivative is 1; the gate
             # after it, where the incoming gradient is positive: together, the guided ReLU
