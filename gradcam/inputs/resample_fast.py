@@ -66,17 +66,26 @@ class LazyKernel:
                 self._keep, address = loaded
                 self.origin = "cache"
             else:
-                import numba
-
-                function = types.FunctionType(self.function.__code__, dict(self.function.__globals__,
-                                              carray=numba.carray), self.function.__name__)
-                compiled = numba.cfunc(kernel_cache.numba_signature(self.signature))(function)
+                compiled = self.numba_cfunc()
                 self._keep, address = compiled, compiled.address
                 saved = kernel_cache.save(key, compiled)
                 self.origin = "compiled" if saved else "compiled, not cached"
             self.compiled = (self.caller or _caller)(kernel_cache.ctypes_function(self.signature, address))
         except Exception as exc:  # no wheel, a broken llvmlite...
             self.error = f"{type(exc).__name__}: {exc}"
+
+
+    def numba_cfunc(self):
+        """The kernel compiled by numba now (``numba.cfunc``; ImportError without numba). Its machine code calls
+        numba's and CPython's error helpers only in a branch taken when the kernel reports an exception, which
+        none raises (their only return is status 0, tested): so the code runs where numba is not loaded."""
+        import numba
+
+        from . import kernel_cache
+
+        function = types.FunctionType(self.function.__code__, dict(self.function.__globals__, carray=numba.carray),
+                                      self.function.__name__)
+        return numba.cfunc(kernel_cache.numba_signature(self.signature))(function)
 
 
 #: addresses of the read-only views that :func:`weight_tables` hands out, by id (each held, so its id is not reused):

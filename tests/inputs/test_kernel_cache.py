@@ -104,3 +104,34 @@ def test_the_key_names_the_defining_file_and_the_function_without_tokenizing_it(
     (tmp_path / "edited.py").unlink()  # the file gone: its source too (the kernel then stays off: LazyKernel.error)
     with pytest.raises(OSError):
         kernel_cache.key(edited.kernel)
+
+
+def _status_returns(compiled) -> list[str]:
+    """The status codes numba's compiled function (the one the cfunc wrapper calls) returns, from its LLVM IR."""
+    import re
+
+    ir = compiled.inspect_llvm()
+    inner = [line for line in ir.splitlines() if line.startswith("define") and "@cfunc." not in line
+             and "@_ZN" in line]
+    assert len(inner) == 1, inner
+    body = ir[ir.index(inner[0]):]
+    body = body[: body.index("\n}")]
+    return re.findall(r"\bret i32 (\S+)", body)
+
+
+def _may_raise(values_p, divisor):  # pragma: no cover - compiled by numba
+    values_p[0] = values_p[0] // divisor  # ZeroDivisionError where divisor is 0
+
+
+def test_the_kernels_never_report_an_exception_so_numbas_error_helpers_are_never_called():
+    # the cached machine code refers to numba_gil_ensure & co. (in a branch for an exception): a process that
+    # loaded it without numba would crash there. The branch is dead while the kernel's only status is 0.
+    pytest.importorskip("numba")
+    from gradcam.inputs import resize_fast
+    from gradcam.outputs import png_huffman
+
+    for kernel in (resample_fast.KERNEL, resize_fast.KERNEL, png_huffman.BLOCK):
+        returns = _status_returns(kernel.numba_cfunc())
+        assert returns and set(returns) == {"0"}, (kernel.function.__name__, returns)
+    raising = resample_fast.LazyKernel(_may_raise, ("i64*", "i64")).numba_cfunc()
+    assert set(_status_returns(raising)) - {"0"}  # what the check catches: a kernel that can raise
