@@ -76,15 +76,13 @@ class LazyKernel:
 
 
     def numba_cfunc(self):
-        """The kernel compiled by numba now (``numba.cfunc``; ImportError without numba). Its machine code calls
-        numba's and CPython's error helpers only in a branch taken when the kernel reports an exception, which
-        none raises (their only return is status 0, tested): so the code runs where numba is not loaded."""
+        """The kernel compiled by numba now. Its code calls numba's error helpers only where the kernel reports an
+        exception, which none does (status 0 only, tested): it runs where numba is not loaded."""
         import numba
 
         from . import kernel_cache
-
-        function = types.FunctionType(self.function.__code__, dict(self.function.__globals__, carray=numba.carray),
-                                      self.function.__name__)
+        globals_ = dict(self.function.__globals__, carray=numba.carray)
+        function = types.FunctionType(self.function.__code__, globals_, self.function.__name__)
         return numba.cfunc(kernel_cache.numba_signature(self.signature))(function)
 
 
@@ -123,10 +121,8 @@ def _scratch(width: int, columns: int) -> tuple:
 
 
 def _caller(function):
-    """``compiled(source, *tables, photo, blend, out, heatmap, keep_heatmap, colour)`` over the C function:
-    every array's dtype, layout and shape checked (a photo not 4-byte aligned is copied), then one call, in which
-    the machine code checks every table index before it reads through it (ValueError where one is outside the map,
-    nothing written)."""
+    """``compiled(source, *tables, photo, blend, out, heatmap, keep_heatmap, colour)``: arrays checked (a photo
+    not 4-byte aligned copied), then one call that checks each table index before use (ValueError, nothing written)."""
 
     def compiled(source, row0, row1, row_w0, row_w1, col0, col1, col_w0, col_w1, photo, blend, out, heatmap,
                  keep_heatmap, colour) -> None:
@@ -165,9 +161,9 @@ def _load_all() -> None:
 
 
 def load(wait: bool) -> bool:
-    """Load :data:`KERNEL`, then those of :data:`ALSO_LOADED`, once per process, in a background daemon thread,
-    so that nothing waits for it (the cached machine code: ~0.1 s; the first time numba's import and a compile,
-    2-6 s); ``wait`` blocks until it is done. Returns whether the kernel is ready now. Does nothing where :func:`available` is False."""
+    """Load :data:`KERNEL`, then :data:`ALSO_LOADED`, once per process, in a background daemon thread (cached:
+    ~0.1 s; else numba's import and a compile, 2-6 s); ``wait`` blocks until done. Whether the kernel is ready
+    now; nothing where :func:`available` is False."""
     global _LOADER
     if not available():
         return False
@@ -182,8 +178,7 @@ def load(wait: bool) -> bool:
 
 
 def wait_loaded(timeout: float) -> bool:
-    """Wait at most ``timeout`` seconds for a load in progress (none started: no wait); whether the kernel
-    is ready now."""
+    """Wait at most ``timeout`` s for a load in progress (none started: no wait); whether it is ready."""
     with _LOCK:
         loader = _LOADER
     if loader is not None and KERNEL.compiled is None and timeout > 0:
@@ -192,9 +187,8 @@ def wait_loaded(timeout: float) -> bool:
 
 
 def scipy_sizes_agree(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """Whether ``scipy.ndimage.zoom`` gives exactly ``out_shape`` for the factors ``zoom_to`` asks (it
-    rounds ``n_in * (n_out / n_in)``); where it would not, ``zoom_to`` crops or pads and the caller takes
-    its path (never seen for maps up to 64 cells and photos up to 20,000 pixels)."""
+    """Whether ``scipy.ndimage.zoom`` gives exactly ``out_shape`` for ``zoom_to``'s factors (it rounds
+    ``n_in * (n_out / n_in)``); else ``zoom_to`` crops or pads and the caller takes its path (never seen)."""
     return all(int(round(n_in * (n_out / n_in))) == n_out for n_in, n_out in zip(in_shape, out_shape))
 
 
@@ -206,15 +200,13 @@ def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     coordinate = (np.arange(n_out, dtype=np.float64) + 0.5) * zoom - 0.5
     start = np.floor(coordinate)
     first_weight = 1.0 - (coordinate - start)
-    second_weight = 1.0 - first_weight
-    first = np.clip(start.astype(np.int64), 0, n_in - 1)
-    second = np.clip(start.astype(np.int64) + 1, 0, n_in - 1)
-    return first, second, first_weight, second_weight
+    index = start.astype(np.int64)
+    return np.clip(index, 0, n_in - 1), np.clip(index + 1, 0, n_in - 1), first_weight, 1.0 - first_weight
 
 
 def weight_tables(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """:func:`axis_weights` of the rows then the columns: eight arrays, the kernels' arguments (read-only, and
-    shared: the last few pairs of sizes are remembered, as a folder's photos mostly share theirs)."""
+    """:func:`axis_weights` of the rows then the columns: the kernels' eight arrays (read-only, shared: the last
+    few pairs of sizes are remembered)."""
     return _weight_tables(int(in_shape[0]), int(in_shape[1]), int(out_shape[0]), int(out_shape[1]))
 
 
