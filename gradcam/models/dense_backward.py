@@ -10,9 +10,12 @@ differences ~1e-7).
 """
 from __future__ import annotations
 
+import itertools
+
 from .._tf import import_tf
 
 _CLASS: list = []
+_NUMBERS = itertools.count()  # wrapper names unique in a process: a shared Dense is wrapped once per call
 
 
 def plain_dense(layer, inputs) -> bool:
@@ -57,8 +60,11 @@ def _layer_class():
             """Keras's ``Dense.call`` (matmul, add the bias, the activation) on another layer's variables."""
 
             def __init__(self, layer, linear: bool, **kwargs):
-                super().__init__(name=f"{layer.name}_fast_backward", **kwargs)
-                self._wrapped = [layer]  # in a list: not tracked as a sub-layer (the weights stay the caller's)
+                # the wrapped layer's own dtype policy, not the global one (a float32 model explained while
+                # mixed_float16 or float64 is the global policy computes in float32, as the caller's model does)
+                super().__init__(name=f"gradcam_fast_backward_{next(_NUMBERS)}_{layer.name}",
+                                 dtype=layer.dtype_policy, autocast=layer.autocast, **kwargs)
+                self._wrapped = [layer]  # the caller's variables, used not copied
                 self._linear = linear
 
             @tf.autograph.experimental.do_not_convert

@@ -8,6 +8,7 @@ without its activation, on its own variables.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from .._tf import import_tf
@@ -119,6 +120,7 @@ class _Linear:
 
 
 _PRE_ACTIVATION: list = []
+_NUMBERS = itertools.count()
 
 
 def _pre_activation_class():
@@ -132,8 +134,10 @@ def _pre_activation_class():
             by every graph built here, with nothing copied."""
 
             def __init__(self, layer, **kwargs):
-                super().__init__(name=f"{layer.name}_pre_activation", **kwargs)
-                self._wrapped = [layer]  # in a list: not tracked as a sub-layer (the weights stay the caller's)
+                # a unique name (a shared layer is wrapped once per call) and the layer's own dtype policy
+                super().__init__(name=f"gradcam_pre_activation_{next(_NUMBERS)}_{layer.name}",
+                                 dtype=layer.dtype_policy, autocast=layer.autocast, **kwargs)
+                self._wrapped = [layer]  # the caller's variables, used not copied
 
             @tf.autograph.experimental.do_not_convert
             def call(self, inputs):
@@ -251,7 +255,7 @@ def build_explainer_model(model, target: LayerInfo, head: ScoreHead, channel_sca
     class ChannelScale(keras.layers.Layer):
         def call(self, values):
             rows = tf.shape(values)[0]
-            factors = channel_scale[:rows]
+            factors = tf.cast(channel_scale[:rows], values.dtype)
             return values * tf.reshape(factors, tf.concat([[rows], tf.ones(len(values.shape) - 2, tf.int32),
                                                            [tf.shape(factors)[1]]], 0))
 
@@ -263,7 +267,7 @@ def build_explainer_model(model, target: LayerInfo, head: ScoreHead, channel_sca
         if layer is target.layer:
             captured["activations"] = out
             if channel_scale is not None:
-                out = ChannelScale(name="gradcam_channel_scale")(out)
+                out = ChannelScale(name="gradcam_channel_scale", autocast=False)(out)  # activations as they are
         return out
 
     inputs = keras.Input(batch_shape=tuple(model.inputs[0].shape), name="images")

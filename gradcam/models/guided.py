@@ -58,7 +58,7 @@ def build_guided_model(model, head: ScoreHead):
         if is_gated(layer):
             # the layer's own activation passes the gradient where its derivative is 1; the gate
             # after it, where the incoming gradient is positive: together, the guided ReLU
-            gates.append(GuidedGate(name=f"gradcam_guided_gate_{len(gates)}"))
+            gates.append(GuidedGate(name=f"gradcam_guided_gate_{len(gates)}", autocast=False))
             out = gates[-1](out)
         return out
 

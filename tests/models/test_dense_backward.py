@@ -28,14 +28,16 @@ def test_the_product_and_its_gradients_are_the_ones_worked_out_in_float64(scale)
     np.testing.assert_allclose(db.numpy(), a64.T @ dy64, rtol=1e-5, atol=1e-5 * scale * scale)
 
 
-def _dense_head_model(bias: bool = True, activation: str = "softmax"):
-    """conv 'last_conv' -> flatten -> Dense relu -> Dense (VGG's head in small)."""
+def _dense_head_model(bias: bool = True, activation: str = "softmax", hidden_scale: float | None = None):
+    """conv 'last_conv' -> flatten -> Dense relu -> [Rescaling(hidden_scale)] -> Dense (VGG's head in small)."""
     k = keras()
     k.utils.set_random_seed(3)
     inputs = k.Input((16, 16, 3))
     x = k.layers.Conv2D(6, 3, strides=2, activation="relu", name="last_conv")(inputs)
     x = k.layers.Flatten()(x)
     x = k.layers.Dense(40, activation="relu", use_bias=bias, name="fc1")(x)
+    if hidden_scale is not None:
+        x = k.layers.Rescaling(hidden_scale)(x)
     return k.Model(inputs, k.layers.Dense(5, activation=activation, use_bias=bias, name="predictions")(x))
 
 
@@ -63,19 +65,68 @@ def test_grad_cam_through_a_dense_head_equals_the_plain_tape_on_the_callers_mode
             layer.kernel.assign(layer.kernel.numpy() * scale)
     images = np.random.default_rng(5).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
     result = Explainer(model, layer="last_conv", preprocess="none").explain_batch(images)
-    # independently: the caller's model split at last_conv, the score before the softmax
-    split = keras().Model(model.inputs, [model.get_layer("last_conv").output, model.get_layer("fc1").output])
+    expected = _tape_cams(model, images, result.class_index)
+    np.testing.assert_allclose(result.cams, expected,
+                               rtol=1e-4, atol=1e-6 * expected.max())
+
+
+def _tape_cams(model, images, class_index):
+    """Grad-CAM of ``last_conv`` worked out independently: the caller's model split at last_conv and at the
+    input of the final Dense 'predictions', the score before the softmax, float64 sums."""
+    split = keras().Model(model.inputs, [model.get_layer("last_conv").output, model.get_layer("predictions").input])
     last = model.get_layer("predictions")
     x = tf.constant(images)
     with tf.GradientTape() as tape:
         activations, hidden = split(x)
         logits = tf.matmul(hidden, last.kernel) + last.bias
-        score = tf.reduce_sum(tf.gather(logits, result.class_index, axis=1, batch_dims=1))
+        score = tf.reduce_sum(tf.gather(logits, class_index, axis=1, batch_dims=1))
     gradients = tape.gradient(score, activations).numpy().astype(np.float64)
     weights = gradients.mean(axis=(1, 2))
-    expected = np.maximum(np.einsum("bhwk,bk->bhw", activations.numpy().astype(np.float64), weights), 0)
-    np.testing.assert_allclose(result.cams, expected,
-                               rtol=1e-4, atol=1e-6 * expected.max())
+    return np.maximum(np.einsum("bhwk,bk->bhw", activations.numpy().astype(np.float64), weights), 0)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided-gradcam"])
+def test_a_dense_layer_called_twice_explains_as_the_plain_tape(method):
+    """Each call of a shared layer gets its own wrapper, named apart (one name twice: Keras refuses the graph)."""
+    k = keras()
+    k.utils.set_random_seed(3)
+    inputs = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(6, 3, strides=2, activation="relu", name="last_conv")(inputs)
+    x = k.layers.Flatten()(x)
+    x = k.layers.Dense(24, activation="relu", name="fc0")(x)
+    shared = k.layers.Dense(24, activation="relu", name="fc1")
+    x = shared(shared(x))
+    model = k.Model(inputs, k.layers.Dense(5, activation="softmax", name="predictions")(x))
+    images = np.random.default_rng(5).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    result = Explainer(model, layer="last_conv", preprocess="none", method=method).explain_batch(images)
+    if method == "gradcam":
+        expected = _tape_cams(model, images, result.class_index)
+        np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    assert np.isfinite(result.cams).all()
+
+
+@pytest.mark.parametrize("policy", ["float64", "mixed_float16", "mixed_bfloat16"])
+def test_a_float32_model_explained_under_another_global_dtype_policy_computes_in_float32(policy):
+    """The graph's own layers take the caller's layers' dtype policies, not the global one: under float64 the
+    fast Dense's product met a float32 input (TypeError), under mixed_float16 a Dense output of ~6e5 overflowed
+    float16 (scores inf, classes wrong) and the head's pre-activation was computed in float16 (2e-4 off)."""
+    k = keras()
+    rescaled = _dense_head_model(hidden_scale=1e-3)
+    fc1 = rescaled.get_layer("fc1")
+    fc1.kernel.assign(fc1.kernel.numpy() * 2000.0)  # hidden values beyond float16's 65504
+    images = np.random.default_rng(5).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    expected_probabilities = rescaled(images).numpy()
+    assert k.Model(rescaled.inputs, fc1.output)(images).numpy().max() > 65504
+    before = k.config.dtype_policy()
+    k.config.set_dtype_policy(policy)
+    try:
+        result = Explainer(rescaled, layer="last_conv", preprocess="none").explain_batch(images)
+    finally:
+        k.config.set_dtype_policy(before)
+    assert np.array_equal(result.class_index, expected_probabilities.argmax(axis=1))
+    np.testing.assert_allclose(result.probabilities, expected_probabilities, rtol=1e-5, atol=1e-7)
+    expected = _tape_cams(rescaled, images, result.class_index)
+    np.testing.assert_allclose(result.cams, expected, rtol=1e-4, atol=1e-6 * expected.max())
 
 
 def _slow_input_gradients(graph, kernel_shapes) -> list:
