@@ -37,7 +37,10 @@ def normalize(cam: np.ndarray) -> tuple[np.ndarray, bool]:
     low, high = float(cam.min()), float(cam.max())
     if not high > low:
         return np.zeros_like(cam), True
-    scaled = (cam - np.float32(low)) / np.float32(high - low)
+    if high - low <= np.finfo(np.float32).max:
+        scaled = (cam - np.float32(low)) / np.float32(high - low)
+    else:  # a range wider than float32 holds (e.g. -3e38 to 3e38) would overflow to inf, then NaN: float64
+        scaled = (cam.astype(np.float64) - low) / (high - low)
     return np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False), False
 
 

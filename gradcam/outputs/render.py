@@ -83,6 +83,10 @@ DEFAULT_PNG_COMPRESSION = None
 FALLBACK_ZLIB_LEVEL = 1
 
 
+#: fpng's header holds 16-bit sides: images with a side of this many pixels or more go to another encoder
+FPNG_SIDE_LIMIT = 65536
+
+
 @lru_cache(maxsize=1)
 def fast_png_encoder():
     """The ``fpng`` module (py-fpng-nb, MIT, a binding of Rich Geldreich's public-domain fpng encoder), or
@@ -104,7 +108,8 @@ def encode_png(image: np.ndarray, compress_level: int | None = DEFAULT_PNG_COMPR
     image = np.asarray(image)
     if compress_level is None and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
         data = png.encode_large(image) if image.shape[0] * image.shape[1] >= png.GIL_FREE_FROM_PIXELS else None
-        encoder = fast_png_encoder() if data is None else None
+        # fpng writes a side of 65,536 pixels or more modulo 65,536 in the header (a broken file, no error)
+        encoder = fast_png_encoder() if data is None and max(image.shape[:2]) < FPNG_SIDE_LIMIT else None
         if encoder is not None:
             data = encoder.from_ndarray(np.ascontiguousarray(image))
         if data is not None:

@@ -24,6 +24,13 @@ def test_normalize_is_min_max_so_a_positive_floor_is_not_coloured(scale):
     assert not zero
 
 
+def test_a_finite_map_wider_than_float32_holds_still_normalises_to_0_1():
+    # 3e38 - (-3e38) overflows float32: (cam - low) / (high - low) in float32 gave [0, 0, nan]
+    heatmap, zero = normalize(np.array([[-3e38, 0.0, 3e38], [1.5e38, -1.5e38, 0.0]], np.float32))
+    np.testing.assert_allclose(heatmap, [[0, 0.5, 1], [0.75, 0.25, 0.5]], rtol=1e-6)
+    assert heatmap.dtype == np.float32 and not zero
+
+
 @pytest.mark.parametrize("value", [0.0, 3.5])
 def test_constant_map_is_all_zeros_and_flagged(value):
     heatmap, zero = normalize(np.full((3, 3), value))

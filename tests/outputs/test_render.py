@@ -166,6 +166,19 @@ def test_fast_png_decodes_to_the_pixels_of_the_pillow_path(tmp_path, height, wid
         np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), image)
 
 
+@pytest.mark.parametrize("height, width", [(1, 65535), (1, 65536), (1, 99_999), (99_999, 1), (2, 49_999)])
+def test_a_side_of_65536_pixels_or_more_is_not_written_modulo_65536(height, width):
+    """fpng's header holds 16-bit sides, so under 100,000 pixels (fpng's share) a 1 x 99,999 overlay came back
+    1 x 34,463 and a 1 x 65,536 one would not open: such images go to another encoder."""
+    from gradcam.outputs.render import encode_png
+
+    image = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(encode_png(image)))
+    decoded.load()
+    assert decoded.size == (width, height)
+    np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), image)
+
+
 def test_without_fpng_pngs_go_through_pillow_at_level_1(tmp_path, monkeypatch):
     from gradcam.outputs import render
 
