@@ -32,6 +32,16 @@ _OPCODES = frozenset(
     "TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS EMPTY_DICT DICT SETITEM SETITEMS GET BINGET LONG_BINGET "
     "PUT BINPUT LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL REDUCE BUILD PERSID BINPERSID".split())
 _MEMO_OPCODES = frozenset("GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT".split())
+#: the most values a pickle's tuples may hold, a shared tuple counted each time it occurs: hashing a tuple (a dict
+#: key) or printing one visits them all, and 60 tuples each holding the one before twice are 2**60 from 130 bytes
+MAX_TUPLE_VALUES = MAX_PICKLE_OPS
+_PUSH_ONE = frozenset("NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 FLOAT BINFLOAT STRING BINSTRING "
+                      "SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8 EMPTY_TUPLE EMPTY_LIST "
+                      "EMPTY_DICT GLOBAL PERSID".split())
+#: opcode -> (values it pops, values it pushes) for those that neither take a mark nor touch the memo (APPEND,
+#: SETITEM and BUILD pop the list, dict or object they change, and push it back)
+_POP_PUSH = {"POP": (1, 0), "APPEND": (2, 1), "BUILD": (2, 1), "SETITEM": (3, 1), "BINPERSID": (1, 1),
+             "STACK_GLOBAL": (2, 1), "REDUCE": (2, 1)}
 #: the globals a state dict's pickle may name (any other is refused)
 STATE_GLOBALS = frozenset({("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict")} | {
     ("torch", name) for name in DTYPES})
@@ -126,6 +136,68 @@ class _Unpickler(pickle.Unpickler):
         return storage
 
 
+class _TupleSizes:
+    """The pickle's stack walked without building anything, each value standing for how many values it holds
+    through shared references (a tuple: itself and its items'; anything else 1: lists and dicts are never hashed
+    and may still grow after being shared). Refuses a tuple of more than :data:`MAX_TUPLE_VALUES` and a stack
+    the opcodes do not fit."""
+
+    def __init__(self):
+        self.stack: list = []  # sizes; None for a mark
+        self.memo: dict = {}
+
+    def _pop(self, count: int) -> list:
+        if count > len(self.stack) or None in self.stack[len(self.stack) - count:]:
+            raise pickle.UnpicklingError("a malformed pickle (its opcodes do not fit its stack)")
+        items = self.stack[len(self.stack) - count:]
+        del self.stack[len(self.stack) - count:]
+        return items
+
+    def _to_mark(self) -> list:
+        if None not in self.stack:
+            raise pickle.UnpicklingError("a malformed pickle (no mark)")
+        mark = len(self.stack) - 1 - self.stack[::-1].index(None)
+        items = self.stack[mark + 1:]
+        del self.stack[mark:]
+        return items
+
+    def _tuple(self, items: list) -> None:
+        size = 1 + sum(items)
+        if size > MAX_TUPLE_VALUES:
+            raise pickle.UnpicklingError(f"a pickle tuple of more than {MAX_TUPLE_VALUES} values through shared parts")
+        self.stack.append(size)
+
+    def step(self, name: str, arg) -> None:
+        if name in _PUSH_ONE:
+            self.stack.append(1)
+        elif name == "MARK":
+            self.stack.append(None)
+        elif name in ("TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "POP_MARK"):
+            items = self._to_mark()
+            if name == "TUPLE":
+                self._tuple(items)
+            elif name in ("LIST", "DICT"):
+                self.stack.append(1)
+            elif name != "POP_MARK":  # APPENDS, SETITEMS: the list or dict they change is below the mark
+                self.stack.append(self._pop(1)[0])
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            self._tuple(self._pop(int(name[-1])))
+        elif name in _POP_PUSH:
+            pops, pushes = _POP_PUSH[name]
+            target = self._pop(pops)[0]
+            if pushes:
+                self.stack.append(target if name in ("APPEND", "BUILD", "SETITEM") else 1)
+        elif name == "DUP" or name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            (top,) = self._pop(1)
+            self.stack.extend([top, top] if name == "DUP" else [top])
+            if name != "DUP":
+                self.memo[len(self.memo) if name == "MEMOIZE" else arg] = top
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            if arg not in self.memo:
+                raise pickle.UnpicklingError(f"a pickle memo index {arg} never stored")
+            self.stack.append(self.memo[arg])
+
+
 def pickle_bytes(window: bytes, allowed=frozenset()) -> bytes:
     """The pickle at the start of ``window``, up to its STOP, once each opcode is checked (nothing is run);
     ``allowed``: the (module, name) globals it may name.
@@ -133,7 +205,7 @@ def pickle_bytes(window: bytes, allowed=frozenset()) -> bytes:
     Raises:
         pickle.UnpicklingError: a refused opcode or global, too large, or not a pickle.
     """
-    stream = io.BytesIO(window[:MAX_PICKLE_BYTES])
+    stream, sizes = io.BytesIO(window[:MAX_PICKLE_BYTES]), _TupleSizes()
     try:
         for number, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
             if number >= MAX_PICKLE_OPS:
@@ -144,6 +216,7 @@ def pickle_bytes(window: bytes, allowed=frozenset()) -> bytes:
                 raise pickle.UnpicklingError(f"a pickle memo index {arg} past its opcodes")
             if opcode.name == "GLOBAL" and tuple(arg.split(" ", 1)) not in allowed:
                 raise pickle.UnpicklingError("refused to load " + arg.replace(" ", "."))
+            sizes.step(opcode.name, arg)
     except ValueError as exc:  # genops: unknown opcode, bad argument, no STOP
         raise pickle.UnpicklingError(first_line(exc)) from None
     return window[:stream.tell()]

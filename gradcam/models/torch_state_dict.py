@@ -50,7 +50,8 @@ def _read_legacy(handle, path: Path, expected, max_bytes: int) -> dict[str, np.n
         raise WeightsError(f"{path} is not a PyTorch state dict (not a zip archive, no legacy magic number)")
     protocol = next_pickle()
     if not (type(protocol) is int and protocol == PROTOCOL_VERSION):
-        raise WeightsError(f"{path}: legacy PyTorch protocol {str(protocol)[:20]}, not {PROTOCOL_VERSION}")
+        named = protocol if type(protocol) is int else f"of type {type(protocol).__name__}"  # never printed whole
+        raise WeightsError(f"{path}: legacy PyTorch protocol {named}, not {PROTOCOL_VERSION}")
     info = next_pickle()
     if type(info) is not dict or not all(type(key) is str and _plain(value) for key, value in info.items()):
         raise WeightsError(f"{path}: the legacy system information is not a dict of plain values")

@@ -219,6 +219,13 @@ HOSTILE = {
                                                  {"0": floats(1001)}),
     "gradient hooks": legacy(state(tensor("_fc.bias", "0", 1000, 0, (1000,), (1,), rest=b"\x88}" + _str("h")
                                           + _int(1) + b"s")), {"0": floats(1000)}),
+    # 60 tuples each holding the one before twice (DUP, TUPLE2): 134 bytes whose key hashes 2**60 tuples
+    "a state dict key of 2**60 tuples through shared parts": legacy(
+        b"\x80\x02" + ORDERED_DICT + b"(N" + b"2\x86" * 60 + _int(1) + b"u.", {}),
+    "the same key in a zip": zipped(b"\x80\x02" + ORDERED_DICT + b"(N" + b"2\x86" * 60 + _int(1) + b"u.", {}),
+    # lists each holding the one before twice (memo GET): printing it in the error line visited 2**60 lists
+    "a protocol of 2**60 lists through shared parts": legacy(
+        state(), {}, protocol=b"\x80\x02]q\x00" + b"(h\x00h\x00lq\x00" * 60 + b"."),
 }
 CHILD = """import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
@@ -239,6 +246,33 @@ def test_a_hostile_file_is_one_weights_error_in_a_process_that_survives(tmp_path
     child = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, (child.returncode, child.stderr[-500:])
     assert child.stdout.startswith("WeightsError:") and len(child.stdout.splitlines()) == 1, child.stdout
+
+
+@pytest.mark.parametrize("depth, refused", [(10, False), (15, False), (16, True), (60, True)])
+def test_tuples_are_counted_through_shared_parts(depth, refused):
+    """depth tuples each holding the one before twice hold 2**(depth + 1) - 1 values: up to 100,000 are read."""
+    from gradcam.models.torch_pickle import MAX_TUPLE_VALUES, pickle_bytes, unpickle
+
+    data = b"\x80\x02N" + b"2\x86" * depth + b"."
+    assert (2 ** (depth + 1) - 1 > MAX_TUPLE_VALUES) == refused
+    if refused:
+        with pytest.raises(pickle.UnpicklingError, match="tuple of more than 100000 values"):
+            pickle_bytes(data)
+        return
+    value = unpickle(pickle_bytes(data))
+    for _ in range(depth):
+        assert type(value) is tuple and len(value) == 2 and value[0] is value[1]
+        value = value[0]
+    assert value is None
+
+
+@pytest.mark.parametrize("data", [b"\x80\x02t.", b"\x80\x02N\x86.", b"\x80\x02Na.", b"\x80\x02(q\x00.",
+                                  b"\x80\x02h\x00.", b"\x80\x02(Nu.", b"\x80\x02NNs."])
+def test_opcodes_that_do_not_fit_the_stack_are_refused_before_loading(data):
+    from gradcam.models.torch_pickle import pickle_bytes
+
+    with pytest.raises(pickle.UnpicklingError, match="malformed|never stored"):
+        pickle_bytes(data)
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
