@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 from .._tf import import_tf
 from .classes import imagenet_class_names, imagenet_synonyms, read_labels
 from ..errors import UsageError, WeightsError, first_line
+from .hdf5_check import check_declared_sizes
 from .model_config import input_rank, read_config
 from . import efficientnet_lite
 from ..names import ARCHITECTURES, MODEL_NAMES, PREPROCESS_FAMILIES, Architecture, did_you_mean
@@ -177,6 +178,7 @@ def load_weights_file(model, path: Path, model_name: str) -> None:
         WeightsError: the file cannot be read, or some of its weights do not fit the model (Keras
             would otherwise warn once per layer, or leave layers with their initial weights).
     """
+    check_declared_sizes(path, "weights")
     total = len(model.weights)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -244,6 +246,7 @@ def load_model_file(path: str | Path):
     _, keras = import_tf()
     path = Path(path)
     check_model_file(path)
+    check_declared_sizes(path, "model")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:

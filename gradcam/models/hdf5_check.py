@@ -1,0 +1,69 @@
+"""An HDF5 weights or model file's datasets checked before Keras reads them.
+
+Keras reads each dataset whole before it compares its shape with the layer's, and HDF5 fills a dataset's
+unwritten chunks with zeros: a 17 KB file can declare a (32768, 32768) float32 kernel and make Keras allocate
+4 GiB (a ``.keras`` file of 20 KB got the process killed for memory). :func:`check_declared_sizes` refuses a
+dataset that declares more bytes than its stored bytes could hold once decompressed.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from ..errors import WeightsError
+
+#: the most bytes a dataset may declare per stored byte (deflate, HDF5's usual filter, packs at most 1032:1)
+MAX_EXPANSION = 1100
+#: bytes any dataset may declare whatever it stores (small or compact datasets, fill values of scalars)
+FREE_BYTES = 1 << 20
+#: the weights member of a ``.keras`` zip
+KERAS_WEIGHTS = "model.weights.h5"
+
+
+class _Declared(Exception):
+    def __init__(self, name: str, declared: int, stored: int):
+        super().__init__(name)
+        self.name, self.declared, self.stored = name, declared, stored
+
+
+def _check_handle(handle) -> None:
+    import h5py
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset):
+            declared = int(item.size) * item.dtype.itemsize
+            stored = int(item.id.get_storage_size())
+            if declared > MAX_EXPANSION * stored + FREE_BYTES:
+                raise _Declared(name, declared, stored)
+
+    handle.visititems(visit)  # hard links only: external and soft links are not followed
+
+
+def check_declared_sizes(path: str | Path, what: str) -> None:
+    """Refuse an HDF5 file (or a ``.keras`` zip's weights member) with a dataset that declares more than
+    :data:`MAX_EXPANSION` times its stored bytes plus :data:`FREE_BYTES`; ``what`` names the file in the
+    message ("weights", "model"). A file h5py cannot open is left to Keras, which refuses it in its own words.
+
+    Raises:
+        WeightsError: one line naming the dataset, its declared and its stored bytes.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as raw:
+            is_zip = raw.read(2) == b"PK"
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                if KERAS_WEIGHTS not in archive.namelist():
+                    return
+                with archive.open(KERAS_WEIGHTS) as member, h5py.File(member, "r") as handle:
+                    _check_handle(handle)
+        else:
+            with h5py.File(path, "r") as handle:
+                _check_handle(handle)
+    except _Declared as exc:
+        raise WeightsError(f"cannot load {what} {path}: its dataset {ascii(exc.name)[:120]} declares {exc.declared} "
+                           f"bytes but stores {exc.stored} (a damaged or crafted file)") from None
+    except Exception:  # not HDF5, damaged, unreadable: Keras refuses it next, in its own words, as before
+        return
