@@ -7,6 +7,8 @@ dataset that declares more bytes than its stored bytes could hold once decompres
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -18,6 +20,8 @@ MAX_EXPANSION = 1100
 FREE_BYTES = 1 << 20
 #: the weights member of a ``.keras`` zip
 KERAS_WEIGHTS = "model.weights.h5"
+#: a compressed weights member larger than this that inflates more than this many times is a bomb (Keras's rule)
+MEMBER_FLOOR_BYTES, MAX_MEMBER_EXPANSION = 1 << 28, 100
 
 
 class _Declared(Exception):
@@ -39,6 +43,28 @@ def _check_handle(handle) -> None:
     handle.visititems(visit)  # hard links only: external and soft links are not followed
 
 
+def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, what: str) -> None:
+    """A ``.keras`` zip's weights member: read in place when stored (Keras writes it so); when compressed, first
+    refused as a bomb by the rule Keras applies (more than :data:`MAX_MEMBER_EXPANSION` times its compressed size
+    and over :data:`MEMBER_FLOOR_BYTES`), then inflated once into a temporary file (HDF5 seeks back and forth;
+    each seek back in a deflated member would inflate it again from its start)."""
+    import h5py
+
+    if info.compress_type == zipfile.ZIP_STORED:
+        with archive.open(info) as member, h5py.File(member, "r") as handle:
+            _check_handle(handle)
+        return
+    if info.file_size > MEMBER_FLOOR_BYTES and info.file_size > MAX_MEMBER_EXPANSION * info.compress_size:
+        raise WeightsError(f"cannot load {what} {path}: its {ascii(info.filename)[:80]} inflates {info.compress_size} bytes to "
+                           f"{info.file_size} (a damaged or crafted file)")
+    with tempfile.TemporaryFile() as copy:
+        with archive.open(info) as member:
+            shutil.copyfileobj(member, copy, 1 << 20)
+        copy.seek(0)
+        with h5py.File(copy, "r") as handle:
+            _check_handle(handle)
+
+
 def check_declared_sizes(path: str | Path, what: str) -> None:
     """Refuse an HDF5 file (or a ``.keras`` zip's weights member) with a dataset that declares more than
     :data:`MAX_EXPANSION` times its stored bytes plus :data:`FREE_BYTES`; ``what`` names the file in the
@@ -55,13 +81,13 @@ def check_declared_sizes(path: str | Path, what: str) -> None:
             is_zip = raw.read(2) == b"PK"
         if is_zip:
             with zipfile.ZipFile(path) as archive:
-                if KERAS_WEIGHTS not in archive.namelist():
-                    return
-                with archive.open(KERAS_WEIGHTS) as member, h5py.File(member, "r") as handle:
-                    _check_handle(handle)
+                if KERAS_WEIGHTS in archive.namelist():
+                    _check_member(archive, archive.getinfo(KERAS_WEIGHTS), path, what)
         else:
             with h5py.File(path, "r") as handle:
                 _check_handle(handle)
+    except WeightsError:
+        raise
     except _Declared as exc:
         raise WeightsError(f"cannot load {what} {path}: its dataset {ascii(exc.name)[:120]} declares {exc.declared} "
                            f"bytes but stores {exc.stored} (a damaged or crafted file)") from None

@@ -41,22 +41,45 @@ def test_a_weights_file_declaring_a_huge_kernel_is_one_line_before_keras_reads_i
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-def test_a_keras_model_file_declaring_a_huge_kernel_is_refused(tmp_path):
-    source = tmp_path / "m.keras"
-    build_tiny_model().save(source)
-    crafted = tmp_path / "crafted.keras"
-    with zipfile.ZipFile(source) as original, zipfile.ZipFile(crafted, "w") as out:
+def _rezip(source, target, compression: int, swap: bool) -> None:
+    """``source`` .keras written again with ``compression``; with ``swap`` its weights' first kernel made huge."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", compression) as out:
         for info in original.infolist():
             data = original.read(info)
-            if info.filename == "model.weights.h5":
+            if info.filename == "model.weights.h5" and swap:
                 buffer = io.BytesIO(data)
                 with h5py.File(buffer, "r+") as handle:
                     _swap_kernel(handle)
                 data = buffer.getvalue()
-            out.writestr(info, data)
+            out.writestr(info.filename, data)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_keras_model_file_declaring_a_huge_kernel_is_refused(tmp_path, compression):
+    source = tmp_path / "m.keras"
+    build_tiny_model().save(source)
+    crafted = tmp_path / "crafted.keras"
+    _rezip(source, crafted, compression, swap=True)
     assert crafted.stat().st_size < 100_000
     with pytest.raises(WeightsError, match="cannot load model .*declares 268435456 bytes"):
         load_model_file(crafted)
+    plain = tmp_path / "plain.keras"  # the same file without the swap loads, deflated or not
+    _rezip(source, plain, compression, swap=False)
+    assert len(load_model_file(plain).weights) == len(build_tiny_model().weights)
+
+
+def test_a_deflated_weights_member_that_inflates_past_kerass_bomb_rule_is_refused(tmp_path, monkeypatch):
+    from gradcam.models import hdf5_check
+
+    source = tmp_path / "m.keras"
+    build_tiny_model().save(source)
+    deflated = tmp_path / "deflated.keras"
+    _rezip(source, deflated, zipfile.ZIP_DEFLATED, swap=False)
+    check_declared_sizes(deflated, "model")
+    monkeypatch.setattr(hdf5_check, "MEMBER_FLOOR_BYTES", 1000)  # the real floor, 256 MiB, is slow to write
+    monkeypatch.setattr(hdf5_check, "MAX_MEMBER_EXPANSION", 1)
+    with pytest.raises(WeightsError, match="model.weights.h5' inflates"):
+        check_declared_sizes(deflated, "model")
 
 
 def test_a_legacy_h5_model_file_declaring_a_huge_kernel_is_refused(tmp_path):
