@@ -140,24 +140,25 @@ class _TupleSizes:
     """The pickle's stack walked without building anything, each value standing for how many values it holds
     through shared references (a tuple: itself and its items'; anything else 1: lists and dicts are never hashed
     and may still grow after being shared). Refuses a tuple of more than :data:`MAX_TUPLE_VALUES` and a stack
-    the opcodes do not fit."""
+    the opcodes do not fit. Marks are kept apart, as the unpickler keeps them: each opcode costs O(its values)."""
 
     def __init__(self):
-        self.stack: list = []  # sizes; None for a mark
+        self.stack: list[int] = []  # sizes
+        self.marks: list[int] = []  # the stack's length at each open mark
         self.memo: dict = {}
 
     def _pop(self, count: int) -> list:
-        if count > len(self.stack) or None in self.stack[len(self.stack) - count:]:
+        if count > len(self.stack) - (self.marks[-1] if self.marks else 0):
             raise pickle.UnpicklingError("a malformed pickle (its opcodes do not fit its stack)")
         items = self.stack[len(self.stack) - count:]
         del self.stack[len(self.stack) - count:]
         return items
 
     def _to_mark(self) -> list:
-        if None not in self.stack:
+        if not self.marks:
             raise pickle.UnpicklingError("a malformed pickle (no mark)")
-        mark = len(self.stack) - 1 - self.stack[::-1].index(None)
-        items = self.stack[mark + 1:]
+        mark = self.marks.pop()
+        items = self.stack[mark:]
         del self.stack[mark:]
         return items
 
@@ -171,7 +172,7 @@ class _TupleSizes:
         if name in _PUSH_ONE:
             self.stack.append(1)
         elif name == "MARK":
-            self.stack.append(None)
+            self.marks.append(len(self.stack))
         elif name in ("TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "POP_MARK"):
             items = self._to_mark()
             if name == "TUPLE":
