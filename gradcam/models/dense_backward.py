@@ -15,7 +15,16 @@ import itertools
 from .._tf import import_tf
 
 _CLASS: list = []
-_NUMBERS = itertools.count()  # wrapper names unique in a process: a shared Dense is wrapped once per call
+_NUMBERS = itertools.count()
+
+
+def wrapper_options(layer, role: str) -> dict:
+    """The ``keras.layers.Layer`` options of a layer that calls the caller's ``layer`` in a graph built here: a
+    name unique in the process (a shared layer is wrapped once per call; one name twice, Keras refuses the
+    graph) and ``layer``'s own dtype policy and autocast, not the global policy's (a float32 model explained while
+    mixed_float16 or float64 is the global policy computes in float32, as the caller's model does)."""
+    return {"name": f"gradcam_{role}_{next(_NUMBERS)}_{layer.name}", "dtype": layer.dtype_policy,
+            "autocast": layer.autocast}
 
 
 def plain_dense(layer, inputs) -> bool:
@@ -60,10 +69,7 @@ def _layer_class():
             """Keras's ``Dense.call`` (matmul, add the bias, the activation) on another layer's variables."""
 
             def __init__(self, layer, linear: bool, **kwargs):
-                # the wrapped layer's own dtype policy, not the global one (a float32 model explained while
-                # mixed_float16 or float64 is the global policy computes in float32, as the caller's model does)
-                super().__init__(name=f"gradcam_fast_backward_{next(_NUMBERS)}_{layer.name}",
-                                 dtype=layer.dtype_policy, autocast=layer.autocast, **kwargs)
+                super().__init__(**wrapper_options(layer, "fast_backward"), **kwargs)
                 self._wrapped = [layer]  # the caller's variables, used not copied
                 self._linear = linear
 

@@ -8,12 +8,11 @@ without its activation, on its own variables.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from .._tf import import_tf
 from ..errors import UsageError
-from .dense_backward import fast_backward_dense, plain_dense
+from .dense_backward import fast_backward_dense, plain_dense, wrapper_options
 from .layers import LayerInfo
 
 
@@ -120,7 +119,6 @@ class _Linear:
 
 
 _PRE_ACTIVATION: list = []
-_NUMBERS = itertools.count()
 
 
 def _pre_activation_class():
@@ -134,9 +132,7 @@ def _pre_activation_class():
             by every graph built here, with nothing copied."""
 
             def __init__(self, layer, **kwargs):
-                # a unique name (a shared layer is wrapped once per call) and the layer's own dtype policy
-                super().__init__(name=f"gradcam_pre_activation_{next(_NUMBERS)}_{layer.name}",
-                                 dtype=layer.dtype_policy, autocast=layer.autocast, **kwargs)
+                super().__init__(**wrapper_options(layer, "pre_activation"), **kwargs)
                 self._wrapped = [layer]  # the caller's variables, used not copied
 
             @tf.autograph.experimental.do_not_convert
