@@ -24,13 +24,7 @@ KERAS_WEIGHTS = "model.weights.h5"
 MEMBER_FLOOR_BYTES, MAX_MEMBER_EXPANSION = 1 << 28, 100
 
 
-class _Declared(Exception):
-    def __init__(self, name: str, declared: int, stored: int):
-        super().__init__(name)
-        self.name, self.declared, self.stored = name, declared, stored
-
-
-def _check_handle(handle) -> None:
+def _check_handle(handle, path: Path, what: str) -> None:
     import h5py
 
     def visit(name, item):
@@ -38,7 +32,8 @@ def _check_handle(handle) -> None:
             declared = int(item.size) * item.dtype.itemsize
             stored = int(item.id.get_storage_size())
             if declared > MAX_EXPANSION * stored + FREE_BYTES:
-                raise _Declared(name, declared, stored)
+                raise WeightsError(f"cannot load {what} {path}: its dataset {ascii(name)[:120]} declares {declared} "
+                                   f"bytes but stores {stored} (a damaged or crafted file)")
 
     handle.visititems(visit)  # hard links only: external and soft links are not followed
 
@@ -52,7 +47,7 @@ def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, w
 
     if info.compress_type == zipfile.ZIP_STORED:
         with archive.open(info) as member, h5py.File(member, "r") as handle:
-            _check_handle(handle)
+            _check_handle(handle, path, what)
         return
     if info.file_size > MEMBER_FLOOR_BYTES and info.file_size > MAX_MEMBER_EXPANSION * info.compress_size:
         raise WeightsError(f"cannot load {what} {path}: its {ascii(info.filename)[:80]} inflates {info.compress_size} bytes to "
@@ -62,7 +57,7 @@ def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, w
             shutil.copyfileobj(member, copy, 1 << 20)
         copy.seek(0)
         with h5py.File(copy, "r") as handle:
-            _check_handle(handle)
+            _check_handle(handle, path, what)
 
 
 def check_declared_sizes(path: str | Path, what: str) -> None:
@@ -85,11 +80,8 @@ def check_declared_sizes(path: str | Path, what: str) -> None:
                     _check_member(archive, archive.getinfo(KERAS_WEIGHTS), path, what)
         else:
             with h5py.File(path, "r") as handle:
-                _check_handle(handle)
+                _check_handle(handle, path, what)
     except WeightsError:
         raise
-    except _Declared as exc:
-        raise WeightsError(f"cannot load {what} {path}: its dataset {ascii(exc.name)[:120]} declares {exc.declared} "
-                           f"bytes but stores {exc.stored} (a damaged or crafted file)") from None
     except Exception:  # not HDF5, damaged, unreadable: Keras refuses it next, in its own words, as before
         return
